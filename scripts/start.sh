@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# `npm start`: brings up the local services (scripts/services.sh), migrates, then runs the api,
+# worker and relay processes until Ctrl-C. Output of each process goes to the terminal prefixed
+# with its name, and unprefixed to $LEDGERLINE_RUN_DIR/<name>.log.
+#
+# Ctrl-C / SIGTERM: SIGTERM to every process started here, up to 15 s to finish, then SIGKILL;
+# a second Ctrl-C kills at once. The Kafka mock is stopped only if this run started it;
+# Postgres and Redis are left running. If any process exits on its own, the rest are stopped.
+#
+# Environment (all optional): NODE_ENV (development), PORT (3000), ADMIN_TOKEN (generated when
+# unset outside production, kept in $LEDGERLINE_RUN_DIR/admin-token), API_PROCESSES (1; the i-th
+# extra one listens on PORT+i), WORKER_PROCESSES (1), LEDGERLINE_RUN_DIR (/tmp/ledgerline),
+# KAFKA_PORT (19092), plus everything src/config.ts reads (DATABASE_URL, REDIS_URL, ...).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export NODE_ENV="${NODE_ENV:-development}"
+export PORT="${PORT:-3000}"
+export LEDGERLINE_RUN_DIR="${LEDGERLINE_RUN_DIR:-/tmp/ledgerline}"
+RUN_DIR="$LEDGERLINE_RUN_DIR"
+API_PROCESSES="${API_PROCESSES:-1}"
+WORKER_PROCESSES="${WORKER_PROCESSES:-1}"
+SHUTDOWN_GRACE_SECONDS=15
+HEALTH_TIMEOUT_SECONDS=90
+
+say() { printf 'start: %s\n' "$*"; }
+die() {
+  printf 'start: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+[[ "$PORT" =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65536)) || die "PORT must be a port number, got '$PORT'"
+[[ "$API_PROCESSES" =~ ^[0-9]+$ ]] && ((API_PROCESSES >= 1)) || die "API_PROCESSES must be >= 1, got '$API_PROCESSES'"
+[[ "$WORKER_PROCESSES" =~ ^[0-9]+$ ]] || die "WORKER_PROCESSES must be >= 0, got '$WORKER_PROCESSES'"
+
+API_ENTRY=src/api/server.ts
+WORKER_ENTRY=src/workers/main.ts
+RELAY_ENTRY=src/events/relay-main.ts
+MIGRATE_ENTRY=src/db/migrate-main.ts
+for f in "$API_ENTRY" "$WORKER_ENTRY" "$RELAY_ENTRY" "$MIGRATE_ENTRY"; do
+  [[ -f "$f" ]] || die "$f is missing"
+done
+[[ -d node_modules ]] || die "node_modules is missing: run npm ci first"
+
+# --- state shared with the signal handlers ----------------------------------------------------
+PIDS=()   # node processes started here
+NAMES=()  # their names, same index
+KAFKA_STARTED_HERE=0
+STOPPING=0
+FORCE=0
+
+alive() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]; }
+
+stop_all() {
+  local code=$1 i pid deadline
+  STOPPING=1
+  # A second signal cuts the grace period short. (A plain assignment, not a re-entrant call of
+  # this function: bash loses track of function-local scopes when a trap recurses.)
+  trap 'FORCE=1' INT TERM HUP
+  if ((${#PIDS[@]})); then
+    say "stopping ${NAMES[*]} (SIGTERM, up to ${SHUTDOWN_GRACE_SECONDS} s)"
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    deadline=$((SECONDS + SHUTDOWN_GRACE_SECONDS))
+    while ((SECONDS < deadline && !FORCE)); do
+      local any=0
+      for pid in "${PIDS[@]}"; do alive "$pid" && any=1; done
+      ((any)) || break
+      sleep 0.2
+    done
+    for i in "${!PIDS[@]}"; do
+      if alive "${PIDS[$i]}"; then
+        say "${NAMES[$i]} (pid ${PIDS[$i]}) is still running; SIGKILL"
+        kill -KILL "${PIDS[$i]}" 2>/dev/null || true
+      fi
+    done
+    wait "${PIDS[@]}" 2>/dev/null || true
+    sleep 0.2 # let the log pipes drain
+  fi
+  if ((KAFKA_STARTED_HERE)); then svc_stop_kafka || true; fi
+  ((${#PIDS[@]} == 0 && KAFKA_STARTED_HERE == 0)) || say "stopped"
+  exit "$code"
+}
+
+on_signal() { stop_all $((128 + $1)); }
+trap 'on_signal 2' INT
+trap 'on_signal 15' TERM
+trap 'on_signal 1' HUP
+# Any other exit (set -e, die) must not leave children behind.
+trap 'rc=$?; ((STOPPING)) || { trap - EXIT; stop_all "$rc"; }' EXIT
+
+# --- services ---------------------------------------------------------------------------------
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+svc_ensure
+KAFKA_STARTED_HERE="${LEDGERLINE_KAFKA_STARTED:-0}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-$SVC_KAFKA_ADDR}"
+
+# --- admin token ------------------------------------------------------------------------------
+if [[ -z "${ADMIN_TOKEN:-}" ]]; then
+  [[ "$NODE_ENV" != production ]] || die "ADMIN_TOKEN is required when NODE_ENV=production"
+  token_file="$RUN_DIR/admin-token"
+  if [[ -s "$token_file" ]] && (($(wc -c <"$token_file") > 16)); then
+    ADMIN_TOKEN=$(<"$token_file")
+  else
+    ADMIN_TOKEN=$(openssl rand -hex 24 2>/dev/null \
+      || node -e 'process.stdout.write(require("node:crypto").randomBytes(24).toString("hex"))')
+    (umask 077 && printf '%s' "$ADMIN_TOKEN" >"$token_file")
+  fi
+  export ADMIN_TOKEN
+fi
+
+# --- process launching ------------------------------------------------------------------------
+NAME_WIDTH=7
+((API_PROCESSES > 1 || WORKER_PROCESSES > 1)) && NAME_WIDTH=9
+
+# Starts one node process in its own session (so a terminal Ctrl-C reaches only this script,
+# which then shuts everything down in order), output teed to its log and to the terminal.
+# The log pipe ignores INT/HUP so it keeps draining while the process shuts down.
+launch() {
+  local name=$1 port=$2 entry=$3 label log
+  printf -v label "%-${NAME_WIDTH}s" "$name"
+  log="$RUN_DIR/$name.log"
+  [[ -f "$log" ]] && mv -f "$log" "$log.1"
+  PORT="$port" setsid node --import tsx "$entry" </dev/null \
+    > >(trap '' INT HUP; tee -a "$log" | sed -u "s/^/$label | /") 2>&1 &
+  PIDS+=("$!")
+  NAMES+=("$name")
+}
+
+say "running migrations ($MIGRATE_ENTRY)"
+migrate_log="$RUN_DIR/migrate.log"
+[[ -f "$migrate_log" ]] && mv -f "$migrate_log" "$migrate_log.1"
+if ! node --import tsx "$MIGRATE_ENTRY" </dev/null 2>&1 | tee "$migrate_log" | sed -u "s/^/migrate | /"; then
+  die "migrations failed (log: $migrate_log)"
+fi
+
+API_PORTS=()
+for ((i = 0; i < API_PROCESSES; i++)); do
+  name=api
+  ((API_PROCESSES > 1)) && name="api-$((i + 1))"
+  launch "$name" $((PORT + i)) "$API_ENTRY"
+  API_PORTS+=($((PORT + i)))
+done
+for ((i = 0; i < WORKER_PROCESSES; i++)); do
+  name=worker
+  ((WORKER_PROCESSES > 1)) && name="worker-$((i + 1))"
+  launch "$name" "$PORT" "$WORKER_ENTRY"
+done
+launch relay "$PORT" "$RELAY_ENTRY"
+
+# --- wait for health --------------------------------------------------------------------------
+healthy() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$1/healthz" 2>/dev/null
+  else
+    node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' \
+      "http://127.0.0.1:$1/healthz"
+  fi
+}
+
+first_dead() {
+  local i
+  for i in "${!PIDS[@]}"; do
+    alive "${PIDS[$i]}" || { echo "$i"; return 0; }
+  done
+  return 1
+}
+
+deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
+for port in "${API_PORTS[@]}"; do
+  until healthy "$port"; do
+    if dead=$(first_dead); then
+      code=0
+      wait "${PIDS[$dead]}" || code=$?
+      die "${NAMES[$dead]} exited with code $code during start-up (log: $RUN_DIR/${NAMES[$dead]}.log)"
+    fi
+    ((SECONDS < deadline)) || die "no 200 from http://127.0.0.1:$port/healthz after ${HEALTH_TIMEOUT_SECONDS} s"
+    sleep 0.3
+  done
+done
+
+base="http://127.0.0.1:$PORT"
+api_line="$base"
+((API_PROCESSES > 1)) && api_line="$base … http://127.0.0.1:$((PORT + API_PROCESSES - 1)) ($API_PROCESSES processes)"
+kafka_line="$KAFKA_BROKERS"
+if [[ -f "$RUN_DIR/kafka.bootstrap" && "$KAFKA_BROKERS" == "$SVC_KAFKA_ADDR" ]]; then
+  kafka_line="$KAFKA_BROKERS (librdkafka mock cluster: $(<"$RUN_DIR/kafka.bootstrap"))"
+fi
+cat <<EOF
+
+  Ledgerline is up (NODE_ENV=$NODE_ENV)
+    API           $api_line
+    Admin token   $ADMIN_TOKEN
+    Bull Board    $base/admin/queues   (basic auth, password = admin token)
+    OpenAPI       $base/openapi.json
+    Kafka         $kafka_line, topic ${KAFKA_TOPIC:-ledger.events}
+    Logs          $RUN_DIR/{$(IFS=,; echo "${NAMES[*]}")}.log
+  Ctrl-C stops ${NAMES[*]}.
+
+EOF
+
+# --- run until a signal or until a process exits on its own ----------------------------------
+while true; do
+  died=""
+  code=0
+  wait -n -p died "${PIDS[@]}" || code=$?
+  if [[ -n "$died" ]]; then
+    for i in "${!PIDS[@]}"; do [[ "${PIDS[$i]}" == "$died" ]] && name="${NAMES[$i]}"; done
+    say "${name:-process $died} exited with code $code; stopping the others"
+    stop_all 1
+  fi
+done

@@ -1,0 +1,85 @@
+import type { Request, Response } from 'express';
+import { enqueueSettlement } from '../jobs/catalog.ts';
+import { insertOperation, type NewOperation } from '../db/repositories/operations.ts';
+import { findClientWallet, type WalletRow } from '../db/repositories/wallets.ts';
+import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
+import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
+import { operationView } from '../domain/operation-view.ts';
+import type { ApiContext } from './context.ts';
+import { requireClient } from './auth.ts';
+import { requestHash, type StoredResponse } from './idempotency.ts';
+import { IDEMPOTENCY_KEY } from './schemas.ts';
+
+export function idempotencyKeyOf(req: Request): string {
+  const key = req.get('idempotency-key');
+  if (key === undefined) throw new IdempotencyKeyMissing();
+  if (!IDEMPOTENCY_KEY.test(key)) throw new IdempotencyKeyInvalid();
+  return key;
+}
+
+function send(res: Response, response: StoredResponse, replayed: boolean): void {
+  for (const [k, v] of Object.entries(response.headers)) res.setHeader(k, v);
+  if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+  res.status(response.status).json(response.body);
+}
+
+/**
+ * Accepts a fund or transfer: the request is validated before this is called; here the key is
+ * claimed in Redis, the client's wallet is checked, the operation is committed in its shard
+ * (Postgres decides duplicates), the settlement job is enqueued and 202 is answered.
+ * A request that fails before the commit releases the key, so a corrected retry can use it.
+ */
+export async function acceptOperation(
+  ctx: ApiContext,
+  req: Request,
+  res: Response,
+  spec: {
+    route: string;
+    idempotencyKey: string;
+    canonical: readonly unknown[];
+    ownedWalletId: string;
+    build: (wallet: WalletRow) => Omit<NewOperation, 'id' | 'clientId' | 'idempotencyKey' | 'requestHash'>;
+  },
+): Promise<void> {
+  const client = requireClient(req);
+  const hash = requestHash(spec.route, spec.canonical);
+  const claim = await ctx.idempotency.begin(client.id, spec.idempotencyKey, hash);
+  if (claim.kind === 'replay') return send(res, claim.response, true);
+  if (claim.kind === 'in_flight') throw new IdempotencyKeyInFlight();
+  if (claim.kind === 'reused') throw new IdempotencyKeyReused();
+
+  let committed = false;
+  try {
+    const database = ctx.shards.forId(spec.ownedWalletId);
+    const wallet = await findClientWallet(database.db, client.id, spec.ownedWalletId);
+    if (!wallet) throw new WalletNotFound(spec.ownedWalletId);
+
+    const result = await insertOperation(database.db, {
+      ...spec.build(wallet),
+      id: newIdInShard(logicalShardOf(spec.ownedWalletId)),
+      clientId: client.id,
+      idempotencyKey: spec.idempotencyKey,
+      requestHash: hash,
+    });
+    const operation = result.operation;
+    if (!result.created && operation.requestHash !== hash) throw new IdempotencyKeyReused();
+    committed = true;
+
+    const response: StoredResponse = {
+      status: 202,
+      headers: { Location: `/v1/operations/${operation.id}` },
+      body: operationView(operation, true),
+    };
+    if (result.created) {
+      // Accepted means committed: if Redis is away the reconciler enqueues it later.
+      await enqueueSettlement(ctx.queue, operation).catch((err: unknown) =>
+        req.log.warn({ err, operationId: operation.id }, 'enqueue failed; the reconciler will enqueue it'),
+      );
+      req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
+    }
+    if (claim.kind === 'new') await ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);
+    send(res, response, !result.created);
+  } finally {
+    if (!committed && claim.kind === 'new') await ctx.idempotency.release(client.id, spec.idempotencyKey, claim.token);
+  }
+}

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response } from 'express';
+import { pinoHttp } from 'pino-http';
+import { DomainError } from '../domain/errors.ts';
+import { sqlState } from '../db/errors.ts';
+import { clientAuth } from './auth.ts';
+import type { ApiContext } from './context.ts';
+import { isErrorCode } from './error-map.ts';
+import { openApiDocument } from './openapi.ts';
+import { HttpProblem, sendProblem } from './problem.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { healthRoutes } from './routes/health.ts';
+import { moneyRoutes } from './routes/money.ts';
+import { operationRoutes } from './routes/operations.ts';
+import { walletRoutes } from './routes/wallets.ts';
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** Failures that mean a dependency is away, not a bug: answered 503, retry later. */
+function isUnavailable(err: unknown): boolean {
+  const state = sqlState(err);
+  if (state && (state.startsWith('08') || state.startsWith('57P') || state === '53300')) return true;
+  const message = err instanceof Error ? err.message : '';
+  const code = (err as { code?: string } | undefined)?.code;
+  return (
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT' ||
+    /timeout exceeded when trying to connect|Connection terminated|Stream isn't writeable|Connection is closed/i.test(message)
+  );
+}
+
+export function createApp(ctx: ApiContext): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const given = req.get('x-request-id');
+    const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+    res.setHeader('X-Request-Id', id);
+    next();
+  });
+  app.use(
+    pinoHttp({
+      logger: ctx.logger,
+      genReqId: (_req, res) => String(res.getHeader('X-Request-Id')),
+      customAttributeKeys: { reqId: 'requestId' },
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      serializers: {
+        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+    }),
+  );
+
+  app.use(healthRoutes(ctx));
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    if (req.method === 'POST' && !req.is('application/json')) {
+      throw new HttpProblem('unsupported_media_type', 'send the body as application/json');
+    }
+    next();
+  });
+  app.use(express.json({ limit: '64kb', strict: true }));
+
+  app.use(adminRoutes(ctx));
+  app.use('/v1', clientAuth(ctx.shards.control.db));
+  app.use(walletRoutes(ctx));
+  app.use(moneyRoutes(ctx));
+  app.use(operationRoutes(ctx));
+
+  app.use((req: Request) => {
+    throw new HttpProblem('not_found', `no route for ${req.method} ${req.path}`);
+  });
+
+  const onError: ErrorRequestHandler = (err: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof HttpProblem) {
+      return sendProblem(res, err.code, err.detail, { ...(err.errors ? { errors: err.errors } : {}), headers: err.headers });
+    }
+    if (err instanceof DomainError && isErrorCode(err.code)) return sendProblem(res, err.code, err.message);
+    const type = (err as { type?: string } | undefined)?.type;
+    if (type === 'entity.parse.failed') return sendProblem(res, 'malformed_json', 'the request body is not valid JSON');
+    if (type === 'entity.too.large') return sendProblem(res, 'payload_too_large', 'the request body is larger than 64 kB');
+    if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
+      return sendProblem(res, 'unsupported_media_type', 'send the body as UTF-8 JSON');
+    }
+    if (type === 'request.aborted') return void res.destroy();
+    if (isUnavailable(err)) {
+      req.log.warn({ err }, 'dependency unavailable');
+      return sendProblem(res, 'service_unavailable', 'a dependency is unavailable; retry with the same Idempotency-Key', {
+        headers: { 'Retry-After': '1' },
+      });
+    }
+    req.log.error({ err }, 'unhandled error');
+    sendProblem(res, 'internal_error', 'an internal error occurred; quote the request id when reporting it');
+  };
+  app.use(onError);
+  return app;
+}

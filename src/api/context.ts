@@ -1,0 +1,22 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.ts';
+import type { ShardRouter } from '../db/shard-router.ts';
+import type { Logger } from '../infra/logger.ts';
+import type { IdempotencyStore } from './idempotency.ts';
+import type { OperationWaiter } from './operation-waiter.ts';
+
+export type CheckStatus = 'ok' | 'fail';
+
+/** What the HTTP layer needs, passed in explicitly (no container, no globals). */
+export interface ApiContext {
+  config: Config;
+  shards: ShardRouter;
+  redis: Redis;
+  queue: Queue;
+  idempotency: IdempotencyStore;
+  waiter: OperationWaiter;
+  logger: Logger;
+  /** Kafka reachability for /readyz. */
+  kafkaReady: () => Promise<boolean>;
+}

@@ -1,0 +1,35 @@
+import { Router } from 'express';
+import { sql } from 'drizzle-orm';
+import type { ApiContext, CheckStatus } from '../context.ts';
+
+const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
+  Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref())]);
+
+async function check(fn: () => Promise<unknown>): Promise<CheckStatus> {
+  try {
+    return (await withTimeout(fn(), 2000)) === false ? 'fail' : 'ok';
+  } catch {
+    return 'fail';
+  }
+}
+
+export function healthRoutes(ctx: ApiContext): Router {
+  const router = Router();
+
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  router.get('/readyz', async (_req, res) => {
+    const [postgres, redis, kafka] = await Promise.all([
+      check(() => Promise.all(ctx.shards.databases.map((d) => d.db.execute(sql`SELECT 1`)))),
+      check(() => ctx.redis.ping()),
+      check(() => ctx.kafkaReady()),
+    ]);
+    const checks = { postgres, redis, kafka };
+    const ready = Object.values(checks).every((c) => c === 'ok');
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', checks });
+  });
+
+  return router;
+}

@@ -1,0 +1,74 @@
+import { Router } from 'express';
+import { createWallet, findClientWallet, listEntries, walletView, type EntryRow } from '../../db/repositories/wallets.ts';
+import { WalletNotFound } from '../../domain/errors.ts';
+import { newWalletId } from '../../domain/ids.ts';
+import { requireClient } from '../auth.ts';
+import type { ApiContext } from '../context.ts';
+import { HttpProblem } from '../problem.ts';
+import { CreateWalletBody, EntriesQuery, WalletIdParams } from '../schemas.ts';
+import { validate } from '../validate.ts';
+
+const entryView = (e: EntryRow) => ({
+  id: e.id,
+  operationId: e.operationId,
+  walletId: e.walletId,
+  direction: e.leg,
+  amount: e.amount.toString(),
+  balanceAfter: e.balanceAfter?.toString() ?? null,
+  createdAt: e.createdAt.toISOString(),
+});
+
+const encodeCursor = (seq: bigint) => Buffer.from(seq.toString()).toString('base64url');
+function decodeCursor(cursor: string): bigint {
+  const text = Buffer.from(cursor, 'base64url').toString();
+  if (!/^[1-9][0-9]{0,18}$/.test(text)) {
+    throw new HttpProblem('validation_failed', 'the query failed validation', [
+      { path: 'query.cursor', message: 'must be a cursor returned by a previous page' },
+    ]);
+  }
+  return BigInt(text);
+}
+
+export function walletRoutes(ctx: ApiContext): Router {
+  const router = Router();
+
+  router.post('/v1/wallets', async (req, res) => {
+    const client = requireClient(req);
+    const body = validate(CreateWalletBody, req.body, 'body');
+    const id = newWalletId();
+    const wallet = await createWallet(ctx.shards.forId(id).db, {
+      id,
+      clientId: client.id,
+      currency: body.currency,
+      reference: body.reference ?? null,
+    });
+    req.log.info({ walletId: id }, 'wallet created');
+    res.status(201).location(`/v1/wallets/${id}`).json(walletView(wallet));
+  });
+
+  router.get('/v1/wallets/:id', async (req, res) => {
+    const client = requireClient(req);
+    const { id } = validate(WalletIdParams, req.params, 'params');
+    const wallet = await findClientWallet(ctx.shards.forId(id).db, client.id, id);
+    if (!wallet) throw new WalletNotFound(id);
+    res.json(walletView(wallet));
+  });
+
+  router.get('/v1/wallets/:id/entries', async (req, res) => {
+    const client = requireClient(req);
+    const { id } = validate(WalletIdParams, req.params, 'params');
+    const query = validate(EntriesQuery, req.query, 'query');
+    const db = ctx.shards.forId(id).db;
+    const wallet = await findClientWallet(db, client.id, id);
+    if (!wallet) throw new WalletNotFound(id);
+    const rows = await listEntries(db, id, query.limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    res.json({
+      data: page.map(entryView),
+      nextCursor: rows.length > query.limit && last ? encodeCursor(last.seq) : null,
+    });
+  });
+
+  return router;
+}

@@ -1,0 +1,64 @@
+import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import type { Config } from '../config.ts';
+import type { Logger } from '../infra/logger.ts';
+
+const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+/** A kafkajs client that logs through pino. */
+export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'>, logger: Logger): Kafka {
+  const log = logger.child({ component: 'kafka' });
+  return new Kafka({
+    clientId: config.KAFKA_CLIENT_ID,
+    brokers: [...config.KAFKA_BROKERS],
+    connectionTimeout: 3000,
+    requestTimeout: 10_000,
+    retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 5000 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log: entry }) => {
+        const { message, ...rest } = entry;
+        log[LEVELS[level] ?? 'info'](rest, message);
+      },
+  });
+}
+
+/**
+ * The relay's producer: acks from all in-sync replicas. Not idempotent: the local mock broker
+ * cannot do it, and consumers deduplicate by event id anyway.
+ */
+export function createProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    allowAutoTopicCreation: true,
+    idempotent: false,
+    maxInFlightRequests: 1, // keeps per-partition order across retries
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+}
+
+/** Reachability probe for /readyz: connects an admin client once and asks for cluster metadata. */
+export function kafkaProbe(kafka: Kafka): { check: () => Promise<boolean>; close: () => Promise<void> } {
+  const admin = kafka.admin({ retry: { retries: 0 } });
+  let connected: Promise<void> | undefined;
+  return {
+    async check() {
+      try {
+        connected ??= admin.connect();
+        await connected;
+        const cluster = await admin.describeCluster();
+        return cluster.brokers.length > 0;
+      } catch {
+        connected = undefined;
+        return false;
+      }
+    },
+    async close() {
+      await admin.disconnect().catch(() => {});
+    },
+  };
+}

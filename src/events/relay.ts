@@ -1,0 +1,109 @@
+import { asc, inArray, isNull } from 'drizzle-orm';
+import type { Pool } from 'pg';
+import type { Producer } from 'kafkajs';
+import type { Db } from '../db/client.ts';
+import { outbox } from '../db/schema.ts';
+import type { Logger } from '../infra/logger.ts';
+import { sleep } from '../infra/sleep.ts';
+
+/** Arbitrary constant: the advisory lock that makes one relay per database the active one. */
+const RELAY_LOCK_KEY = 0x4c4c_5201;
+
+export interface RelayOptions {
+  topic: string;
+  source: string;
+  batchSize: number;
+}
+
+/**
+ * Publishes one batch of unsent outbox rows in commit order (CloudEvents 1.0 Kafka binding,
+ * binary mode: `ce_*` headers, key = wallet id) and marks them sent. If publishing fails the
+ * rows stay unsent and are published again: at least once, consumers dedupe on `ce_id`.
+ * Returns how many rows it published.
+ */
+export async function relayBatch(db: Db, producer: Producer, options: RelayOptions): Promise<number> {
+  const rows = await db
+    .select()
+    .from(outbox)
+    .where(isNull(outbox.sentAt))
+    .orderBy(asc(outbox.seq))
+    .limit(options.batchSize);
+  if (rows.length === 0) return 0;
+  await producer.send({
+    topic: options.topic,
+    acks: -1,
+    messages: rows.map((row) => ({
+      key: row.key,
+      value: JSON.stringify(row.payload),
+      headers: {
+        ce_specversion: '1.0',
+        ce_id: row.eventId,
+        ce_type: row.type,
+        ce_source: options.source,
+        ce_time: row.createdAt.toISOString(),
+        ce_subject: row.key,
+        'content-type': 'application/json',
+      },
+    })),
+  });
+  await db
+    .update(outbox)
+    .set({ sentAt: new Date() })
+    .where(inArray(outbox.seq, rows.map((r) => r.seq)));
+  return rows.length;
+}
+
+/**
+ * Runs the relay for one database until `signal` aborts. Only the holder of the database's
+ * advisory lock publishes (one active relay per shard database, so order per wallet holds);
+ * others wait as hot standbys. Broker errors back off and retry.
+ */
+export async function runRelay(
+  database: { db: Db; pool: Pool },
+  producer: Producer,
+  options: RelayOptions & { pollIntervalMs: number },
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  let backoffMs = 200;
+  while (!signal.aborted) {
+    const lockClient = await database.pool.connect().catch((err: unknown) => {
+      logger.warn({ err }, 'relay cannot reach its database');
+      return undefined;
+    });
+    if (!lockClient) {
+      await sleep(backoffMs, signal);
+      backoffMs = Math.min(backoffMs * 2, 10_000);
+      continue;
+    }
+    try {
+      const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]);
+      if (!rows[0]?.locked) {
+        await sleep(1000, signal);
+        continue;
+      }
+      logger.info('relay active');
+      while (!signal.aborted) {
+        try {
+          await lockClient.query('SELECT 1'); // still holding the session (and the lock)?
+          const sent = await relayBatch(database.db, producer, options);
+          backoffMs = 200;
+          if (sent < options.batchSize) await sleep(options.pollIntervalMs, signal);
+        } catch (err) {
+          logger.warn({ err, backoffMs }, 'relay batch failed; backing off');
+          await sleep(backoffMs, signal);
+          backoffMs = Math.min(backoffMs * 2, 10_000);
+          await producer.connect().catch(() => {}); // no-op when connected
+          const alive = await lockClient.query('SELECT 1').then(() => true, () => false);
+          if (!alive) break;
+        }
+      }
+    } catch (err) {
+      logger.warn({ err }, 'relay lost its lock session');
+      await sleep(backoffMs, signal);
+    } finally {
+      await lockClient.query('SELECT pg_advisory_unlock_all()').catch(() => {});
+      lockClient.release(true);
+    }
+  }
+}

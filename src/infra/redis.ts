@@ -1,0 +1,21 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config.ts';
+
+/**
+ * A connection for request paths: fails fast when Redis is away (no offline queue, one retry),
+ * so the API falls back to Postgres instead of hanging.
+ */
+export function createFastFailRedis(config: Pick<Config, 'REDIS_URL'>, extra: RedisOptions = {}): Redis {
+  return new Redis(config.REDIS_URL, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: 2000,
+    commandTimeout: 2000,
+    ...extra,
+  });
+}
+
+/** A connection for BullMQ workers and blocking commands: waits for Redis to come back. */
+export function createBlockingRedis(config: Pick<Config, 'REDIS_URL'>): Redis {
+  return new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+}

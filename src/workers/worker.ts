@@ -1,0 +1,39 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.ts';
+import type { ShardRouter } from '../db/shard-router.ts';
+import type { Logger } from '../infra/logger.ts';
+import { SETTLEMENT_QUEUE, settlementBackoffMs } from '../jobs/catalog.ts';
+import { createProcessor, type WorkerDeps } from './processor.ts';
+
+/** A BullMQ worker settling operations; `close()` lets in-flight jobs finish. */
+export function createSettlementWorker(
+  config: Config,
+  deps: { shards: ShardRouter; connection: Redis; publisher: Redis; logger: Logger; faultPoint?: WorkerDeps['faultPoint'] },
+): Worker {
+  const processorDeps: WorkerDeps = {
+    shards: deps.shards,
+    publisher: deps.publisher,
+    redisPrefix: config.REDIS_PREFIX,
+    logger: deps.logger,
+    ...(deps.faultPoint ? { faultPoint: deps.faultPoint } : {}),
+  };
+  const worker = new Worker(SETTLEMENT_QUEUE, createProcessor(processorDeps), {
+    connection: deps.connection,
+    prefix: config.REDIS_PREFIX,
+    concurrency: config.WORKER_CONCURRENCY,
+    lockDuration: config.WORKER_LOCK_DURATION_MS,
+    stalledInterval: config.WORKER_STALLED_INTERVAL_MS,
+    // A stalled job (its worker died) is run again; settlement is idempotent, so this is safe.
+    maxStalledCount: 10,
+    settings: { backoffStrategy: (attemptsMade: number) => settlementBackoffMs(attemptsMade) },
+  });
+  worker.on('failed', (job, err) => {
+    deps.logger.warn(
+      { operationId: job?.data?.operationId, attempt: job?.attemptsMade, err: err.message },
+      'settlement attempt failed',
+    );
+  });
+  worker.on('error', (err) => deps.logger.warn({ err }, 'worker error'));
+  return worker;
+}
