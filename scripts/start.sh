@@ -66,7 +66,10 @@ stop_all() {
       local any=0
       for pid in "${PIDS[@]}"; do alive "$pid" && any=1; done
       ((any)) || break
-      sleep 0.2
+      # In the background, a child ignores the terminal's SIGINT (a foreground sleep killed by a
+      # second Ctrl-C makes bash exit from inside this handler); `wait` still lets the trap run.
+      sleep 0.2 &
+      wait $! || true
     done
     for i in "${!PIDS[@]}"; do
       if alive "${PIDS[$i]}"; then
@@ -87,7 +90,16 @@ trap 'on_signal 2' INT
 trap 'on_signal 15' TERM
 trap 'on_signal 1' HUP
 # Any other exit (set -e, die) must not leave children behind.
-trap 'rc=$?; ((STOPPING)) || { trap - EXIT; stop_all "$rc"; }' EXIT
+on_exit() {
+  local rc=$1 pid
+  if ((!STOPPING)); then
+    stop_all "$rc"
+  else
+    # Leaving in the middle of stop_all: nothing may outlive this script.
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  fi
+}
+trap 'on_exit $?' EXIT
 
 # --- services ---------------------------------------------------------------------------------
 # shellcheck source=scripts/services.sh

@@ -1,0 +1,72 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config.ts';
+import { ShardRouter } from '../db/shard-router.ts';
+import { createKafka, kafkaProbe } from '../events/kafka.ts';
+import type { Logger } from '../infra/logger.ts';
+import { createFastFailRedis } from '../infra/redis.ts';
+import { createSettlementQueue } from '../jobs/catalog.ts';
+import { createApp } from './app.ts';
+import { IdempotencyStore } from './idempotency.ts';
+import { OperationWaiter, operationSettledChannel } from './operation-waiter.ts';
+
+export interface RunningApi {
+  server: Server;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish, closes every connection. */
+  close: () => Promise<void>;
+}
+
+/** Wires the API process (pools, Redis, queue, Kafka probe) and listens on `config.PORT`. */
+export async function startApi(config: Config, logger: Logger): Promise<RunningApi> {
+  const shards = ShardRouter.open(config, 'ledgerline-api');
+  const redis = createFastFailRedis(config);
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
+  const queueConnection = createFastFailRedis(config);
+  queueConnection.on('error', () => {}); // reported through `redis` above
+  const queue = createSettlementQueue(config, queueConnection);
+  const subscriber = createFastFailRedis(config, {
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    commandTimeout: undefined,
+  });
+  subscriber.on('error', () => {});
+  const waiter = new OperationWaiter(subscriber, operationSettledChannel(config.REDIS_PREFIX), logger);
+  const kafka = kafkaProbe(createKafka(config, logger));
+  await queue.waitUntilReady().catch((err: unknown) => logger.warn({ err }, 'redis not ready; accepting anyway'));
+
+  const app = createApp({
+    config,
+    shards,
+    redis,
+    queue,
+    waiter,
+    logger,
+    idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, config.IDEMPOTENCY_TTL_SECONDS, logger),
+    kafkaReady: kafka.check,
+  });
+  const server = createServer(app);
+  // Slow or stuck clients cannot hold sockets forever; long polls last at most 30 s.
+  server.requestTimeout = 40_000;
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve) => server.listen(config.PORT, '0.0.0.0', resolve));
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ port }, 'api listening');
+
+  return {
+    server,
+    port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await waiter.close();
+      await queue.close();
+      await Promise.all([redis.quit(), queueConnection.quit()]).catch(() => {});
+      await kafka.close();
+      await shards.close();
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import type { Config } from '../config.ts';
+import { ShardRouter } from '../db/shard-router.ts';
+import type { Logger } from '../infra/logger.ts';
+import { createKafka, createProducer } from './kafka.ts';
+import { runRelay } from './relay.ts';
+
+/** Runs one relay loop per shard database; `close()` finishes the batch in hand. */
+export function startRelay(config: Config, logger: Logger): { close: () => Promise<void> } {
+  const shards = ShardRouter.open(config, 'ledgerline-relay');
+  const producer = createProducer(createKafka(config, logger));
+  const stop = new AbortController();
+  const running = producer
+    .connect()
+    .catch((err: unknown) => logger.warn({ err }, 'broker not reachable yet; will retry'))
+    .then(() =>
+      Promise.all(
+        shards.databases.map((database, i) =>
+          runRelay(
+            database,
+            producer,
+            {
+              topic: config.KAFKA_TOPIC,
+              source: config.EVENT_SOURCE,
+              batchSize: config.RELAY_BATCH_SIZE,
+              pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
+            },
+            logger.child({ database: i }),
+            stop.signal,
+          ),
+        ),
+      ),
+    );
+  logger.info({ topic: config.KAFKA_TOPIC, brokers: config.KAFKA_BROKERS }, 'relay started');
+  return {
+    async close() {
+      stop.abort();
+      await running;
+      await producer.disconnect();
+      await shards.close();
+    },
+  };
+}

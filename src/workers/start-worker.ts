@@ -1,0 +1,45 @@
+import type { Config } from '../config.ts';
+import { ShardRouter } from '../db/shard-router.ts';
+import type { Logger } from '../infra/logger.ts';
+import { createBlockingRedis, createFastFailRedis } from '../infra/redis.ts';
+import { createSettlementQueue } from '../jobs/catalog.ts';
+import { faultPointFromConfig } from './fault-injection.ts';
+import { runReconciler } from './reconciler.ts';
+import { createSettlementWorker } from './worker.ts';
+
+/** Wires a worker process: the BullMQ worker and the reconciler. `close()` finishes in-flight jobs. */
+export function startWorker(config: Config, logger: Logger): { close: () => Promise<void> } {
+  const shards = ShardRouter.open(config, 'ledgerline-worker');
+  const connection = createBlockingRedis(config);
+  const queueConnection = createBlockingRedis(config);
+  const publisher = createFastFailRedis(config);
+  for (const c of [connection, queueConnection, publisher]) c.on('error', () => {}); // BullMQ reports
+  const queue = createSettlementQueue(config, queueConnection);
+  const faultPoint = faultPointFromConfig(config, logger);
+  const worker = createSettlementWorker(config, {
+    shards,
+    connection,
+    publisher,
+    logger,
+    ...(faultPoint ? { faultPoint } : {}),
+  });
+  const stop = new AbortController();
+  const reconciling = runReconciler(
+    shards,
+    queue,
+    { intervalMs: config.RECONCILE_INTERVAL_MS, pendingAfterMs: config.RECONCILE_PENDING_AFTER_MS },
+    logger.child({ component: 'reconciler' }),
+    stop.signal,
+  );
+  logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'worker started');
+  return {
+    async close() {
+      stop.abort();
+      await worker.close(); // waits for in-flight jobs
+      await reconciling;
+      await queue.close();
+      await Promise.all([connection.quit(), queueConnection.quit(), publisher.quit()]).catch(() => {});
+      await shards.close();
+    },
+  };
+}
