@@ -50,14 +50,17 @@ KAFKA_STARTED_HERE=0
 STOPPING=0
 FORCE=0
 
+now_us() { echo "${EPOCHREALTIME//[.,]/}"; }
 alive() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]; }
 
 stop_all() {
   local code=$1 i pid deadline
   STOPPING=1
-  # A second signal cuts the grace period short. (A plain assignment, not a re-entrant call of
-  # this function: bash loses track of function-local scopes when a trap recurses.)
-  trap 'FORCE=1' INT TERM HUP
+  # A second signal cuts the grace period short, but not one within 0.5 s of the first: under
+  # `npm start` the terminal's Ctrl-C reaches npm too, and npm forwards it here a moment later.
+  # (The trap is a plain assignment: bash loses function-local scopes when a trap recurses.)
+  STOP_T0=$(now_us)
+  trap '(($(now_us) - STOP_T0 > 500000)) && FORCE=1' INT TERM HUP
   if ((${#PIDS[@]})); then
     say "stopping ${NAMES[*]} (SIGTERM, up to ${SHUTDOWN_GRACE_SECONDS} s)"
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -101,16 +104,10 @@ on_exit() {
 }
 trap 'on_exit $?' EXIT
 
-# --- services ---------------------------------------------------------------------------------
-# shellcheck source=scripts/services.sh
-source scripts/services.sh
-svc_ensure
-KAFKA_STARTED_HERE="${LEDGERLINE_KAFKA_STARTED:-0}"
-export KAFKA_BROKERS="${KAFKA_BROKERS:-$SVC_KAFKA_ADDR}"
-
 # --- admin token ------------------------------------------------------------------------------
 if [[ -z "${ADMIN_TOKEN:-}" ]]; then
   [[ "$NODE_ENV" != production ]] || die "ADMIN_TOKEN is required when NODE_ENV=production"
+  mkdir -p "$RUN_DIR"
   token_file="$RUN_DIR/admin-token"
   if [[ -s "$token_file" ]] && (($(wc -c <"$token_file") > 16)); then
     ADMIN_TOKEN=$(<"$token_file")
@@ -122,20 +119,33 @@ if [[ -z "${ADMIN_TOKEN:-}" ]]; then
   export ADMIN_TOKEN
 fi
 
+# --- services ---------------------------------------------------------------------------------
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+svc_ensure
+KAFKA_STARTED_HERE="${LEDGERLINE_KAFKA_STARTED:-0}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-$SVC_KAFKA_ADDR}"
+
+# Something else answering /healthz on our port would pass for a healthy api.
+for ((i = 0; i < API_PROCESSES; i++)); do
+  ! svc_port_open 127.0.0.1 $((PORT + i)) || die "port $((PORT + i)) is already in use (another npm start?); set PORT"
+done
+
 # --- process launching ------------------------------------------------------------------------
 NAME_WIDTH=7
 ((API_PROCESSES > 1 || WORKER_PROCESSES > 1)) && NAME_WIDTH=9
 
 # Starts one node process in its own session (so a terminal Ctrl-C reaches only this script,
 # which then shuts everything down in order), output teed to its log and to the terminal.
-# The log pipe ignores INT/HUP so it keeps draining while the process shuts down.
+# The log pipe ignores INT/HUP/TERM (`timeout` signals its whole process group) so it keeps
+# draining while the process shuts down.
 launch() {
   local name=$1 port=$2 entry=$3 label log
   printf -v label "%-${NAME_WIDTH}s" "$name"
   log="$RUN_DIR/$name.log"
   [[ -f "$log" ]] && mv -f "$log" "$log.1"
   PORT="$port" setsid node --import tsx "$entry" </dev/null \
-    > >(trap '' INT HUP; tee -a "$log" | sed -u "s/^/$label | /") 2>&1 &
+    > >(trap '' INT HUP TERM; tee -a "$log" | sed -u "s/^/$label | /") 2>&1 &
   PIDS+=("$!")
   NAMES+=("$name")
 }

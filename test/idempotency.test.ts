@@ -1,0 +1,138 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
+import { settleOperation } from '../src/workers/settle-operation.ts';
+import { openDatabase } from '../src/db/client.ts';
+import { createTestEnv, ledgerViolations, type TestEnv } from './support/env.ts';
+
+let t: TestEnv;
+let key: string;
+
+beforeAll(async () => {
+  t = await createTestEnv();
+  key = await t.api.adminKey();
+});
+afterAll(() => t?.close());
+
+describe('Idempotency-Key', () => {
+  it('replays the first response for the same key and body', async () => {
+    const a = await t.api.wallet(key);
+    const first = await t.api.fund(key, a, '700', 'fund-once');
+    expect(first.status).toBe(202);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    await t.api.waitTerminal(key, first.body.id);
+    const again = await t.api.fund(key, a, '700', 'fund-once');
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.headers.get('location')).toBe(first.headers.get('location'));
+    expect(again.body).toEqual(first.body);
+    expect((await t.api.request('GET', `/v1/wallets/${a}`, { key })).body.balance).toBe('700');
+  });
+
+  it('refuses the same key with a different body (422), on any route', async () => {
+    const a = await t.api.wallet(key);
+    const b = await t.api.wallet(key);
+    await t.api.fund(key, a, '100', 'k-422');
+    const res = await t.api.fund(key, a, '101', 'k-422');
+    expect(res.status).toBe(422);
+    expect(res.body.code).toBe('idempotency_key_reused');
+    const cross = await t.api.transfer(key, a, b, '100', 'k-422');
+    expect(cross.body.code).toBe('idempotency_key_reused');
+  });
+
+  it('keys are per client', async () => {
+    const other = await t.api.adminKey('other');
+    const a = await t.api.wallet(key);
+    const b = await t.api.wallet(other);
+    const mine = await t.api.fund(key, a, '5', 'shared-key');
+    const theirs = await t.api.fund(other, b, '5', 'shared-key');
+    expect(theirs.status).toBe(202);
+    expect(theirs.body.id).not.toBe(mine.body.id);
+  });
+
+  it('does not consume the key when validation fails', async () => {
+    const a = await t.api.wallet(key);
+    expect((await t.api.fund(key, a, '-1', 'fix-me')).status).toBe(400);
+    const fixed = await t.api.fund(key, a, '1', 'fix-me');
+    expect(fixed.status).toBe(202);
+    expect(fixed.headers.get('idempotent-replayed')).toBeNull();
+  });
+
+  it('still holds when Redis has forgotten the key: Postgres decides', async () => {
+    const a = await t.api.wallet(key);
+    const first = await t.api.fund(key, a, '40', 'forgotten');
+    const keys = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`);
+    await t.redis.del(...keys);
+    const replay = await t.api.fund(key, a, '40', 'forgotten');
+    expect(replay.status).toBe(202);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.body).toEqual(first.body);
+    await t.redis.del(...(await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`)));
+    expect((await t.api.fund(key, a, '41', 'forgotten')).body.code).toBe('idempotency_key_reused');
+  });
+
+  it('concurrent duplicates make one operation; the rest are 409 or replays', async () => {
+    const a = await t.api.wallet(key);
+    const b = await t.api.wallet(key);
+    await t.api.waitTerminal(key, (await t.api.fund(key, a, '1000')).body.id);
+    const results = await Promise.all(Array.from({ length: 20 }, () => t.api.transfer(key, a, b, '10', 'race-key')));
+    const statuses = results.map((r) => r.status);
+    expect(statuses.every((s) => s === 202 || s === 409)).toBe(true);
+    const fresh = results.filter((r) => r.status === 202 && r.headers.get('idempotent-replayed') === null);
+    expect(fresh).toHaveLength(1);
+    for (const r of results.filter((x) => x.status === 409)) expect(r.body.code).toBe('idempotency_key_in_flight');
+    const ids = new Set(results.filter((r) => r.status === 202).map((r) => r.body.id));
+    expect(ids.size).toBe(1);
+    const rows = await t.pool.query(`SELECT COUNT(*)::int AS n FROM operations WHERE idempotency_key = 'race-key'`);
+    expect(rows.rows[0].n).toBe(1);
+    await t.api.waitTerminal(key, [...ids][0]!);
+    expect((await t.api.request('GET', `/v1/wallets/${b}`, { key })).body.balance).toBe('10');
+  });
+});
+
+describe('redelivery', () => {
+  it('a job delivered twice (and settled concurrently) moves money once', async () => {
+    const a = await t.api.wallet(key);
+    const b = await t.api.wallet(key);
+    await t.api.waitTerminal(key, (await t.api.fund(key, a, '500')).body.id);
+    const op = await t.api.transfer(key, a, b, '300');
+    await t.api.waitTerminal(key, op.body.id);
+
+    // Deliver the same job again through the queue, as a stalled-job retry would.
+    const queue = new Queue('settlement', { connection: t.redis, prefix: t.config.REDIS_PREFIX });
+    const old = await queue.getJob(op.body.id);
+    await old?.remove();
+    const again = await queue.add('settle-transfer', { operationId: op.body.id }, { jobId: op.body.id });
+    await expect.poll(async () => (await queue.getJob(again.id!))?.returnvalue?.outcome, { timeout: 10_000 }).toBe('already_terminal');
+    await queue.close();
+
+    // And settle it directly, many times at once.
+    const database = openDatabase(t.config.DATABASE_URL, t.config, 'test');
+    const results = await Promise.all(Array.from({ length: 5 }, () => settleOperation(database.db, op.body.id)));
+    await database.pool.end();
+    expect(results.every((r) => r.outcome === 'already_terminal')).toBe(true);
+
+    expect((await t.api.request('GET', `/v1/wallets/${a}`, { key })).body.balance).toBe('200');
+    expect((await t.api.request('GET', `/v1/wallets/${b}`, { key })).body.balance).toBe('300');
+    const entries = await t.pool.query('SELECT COUNT(*)::int AS n FROM ledger_entries WHERE operation_id = $1', [op.body.id]);
+    expect(entries.rows[0].n).toBe(2);
+    const events = await t.pool.query('SELECT COUNT(*)::int AS n FROM outbox WHERE operation_id = $1', [op.body.id]);
+    expect(events.rows[0].n).toBe(1);
+  });
+
+  it('concurrent first deliveries settle once', async () => {
+    const quiet = await createTestEnv({ worker: false });
+    try {
+      const k = await quiet.api.adminKey();
+      const a = await quiet.api.wallet(k);
+      const fund = await quiet.api.fund(k, a, '900');
+      const database = openDatabase(quiet.config.DATABASE_URL, quiet.config, 'test');
+      const results = await Promise.all(Array.from({ length: 8 }, () => settleOperation(database.db, fund.body.id)));
+      await database.pool.end();
+      expect(results.filter((r) => r.outcome === 'settled')).toHaveLength(1);
+      expect((await quiet.api.request('GET', `/v1/wallets/${a}`, { key: k })).body.balance).toBe('900');
+      expect(await ledgerViolations(quiet.pool)).toEqual([]);
+    } finally {
+      await quiet.close();
+    }
+  });
+});
