@@ -263,3 +263,29 @@ describe('fund and transfer', () => {
     expect(a).toBeTruthy();
   });
 });
+
+describe('hostile input', () => {
+  it('random bodies, keys and ids never produce a 500 and never write', async () => {
+    const { default: fc } = await import('fast-check');
+    const a = await t.api.wallet(key);
+    const before = await count('operations');
+    const anyJson = fc.oneof(fc.jsonValue(), fc.record({ fromWalletId: fc.string(), toWalletId: fc.string(), amount: fc.oneof(fc.string(), fc.integer(), fc.double()) }));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/v1/transfers', `/v1/wallets/${a}/fund`, '/v1/wallets', '/admin/api-keys'),
+        fc.oneof(anyJson.map((v) => JSON.stringify(v)), fc.string()),
+        fc.option(fc.string({ maxLength: 300 }), { nil: undefined }),
+        async (path, rawBody, idem) => {
+          const headers: Record<string, string> = {};
+          let idempotencyKey: string | undefined;
+          if (idem !== undefined && /^[\x20-\x7e]*$/.test(idem)) idempotencyKey = idem;
+          const res = await t.api.request('POST', path, { key, rawBody, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}), headers });
+          expect(res.status).toBeLessThan(500);
+          if (res.status >= 400) expect(res.body).toMatchObject({ status: res.status, code: expect.any(String) });
+        },
+      ),
+      { numRuns: 150 },
+    );
+    expect(await count('operations')).toBe(before);
+  });
+});
