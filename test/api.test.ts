@@ -289,3 +289,16 @@ describe('hostile input', () => {
     expect(await count('operations')).toBe(before);
   });
 });
+
+describe('Bull Board', () => {
+  it('answers 401 without the token and shows the settlement queue with it', async () => {
+    expectProblem(await t.api.request('GET', '/admin/queues'), 401, 'unauthorized');
+    const basic = Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64');
+    const page = await t.api.request('GET', '/admin/queues', { headers: { authorization: `Basic ${basic}` } });
+    expect(page.status).toBe(200);
+    expect(String(page.body)).toMatch(/<html/i);
+    const queues = await t.api.request('GET', '/admin/queues/api/queues', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(queues.status).toBe(200);
+    expect(queues.body.queues.map((q: any) => q.name)).toContain('settlement');
+  });
+});

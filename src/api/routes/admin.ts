@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { createClient } from '../../db/repositories/clients.ts';
 import { adminAuth } from '../auth.ts';
+import { BULL_BOARD_PATH, bullBoardRouter } from '../bull-board.ts';
 import type { ApiContext } from '../context.ts';
 import { CreateApiKeyBody } from '../schemas.ts';
 import { validate } from '../validate.ts';
@@ -8,6 +9,7 @@ import { validate } from '../validate.ts';
 export function adminRoutes(ctx: ApiContext): Router {
   const router = Router();
   router.use('/admin', adminAuth(ctx.config.ADMIN_TOKEN));
+  router.use(BULL_BOARD_PATH, bullBoardRouter([ctx.queue]));
 
   router.post('/admin/api-keys', async (req, res) => {
     const body = validate(CreateApiKeyBody, req.body, 'body');
