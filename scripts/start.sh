@@ -59,6 +59,7 @@ stop_all() {
   # A second signal cuts the grace period short, but not one within 0.5 s of the first: under
   # `npm start` the terminal's Ctrl-C reaches npm too, and npm forwards it here a moment later.
   # (The trap is a plain assignment: bash loses function-local scopes when a trap recurses.)
+  # shellcheck disable=SC2034 # STOP_T0 is read by the trap string
   STOP_T0=$(now_us)
   trap '(($(now_us) - STOP_T0 > 500000)) && FORCE=1' INT TERM HUP
   if ((${#PIDS[@]})); then
