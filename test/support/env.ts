@@ -16,6 +16,11 @@ import { createLogger } from '../../src/infra/logger.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ENTRIES = {
+  api: 'src/api/server.ts',
+  worker: 'src/workers/main.ts',
+  relay: 'src/events/relay-main.ts',
+} as const;
 const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
 export interface TestEnv {
@@ -29,6 +34,8 @@ export interface TestEnv {
   startRelay: () => { close: () => Promise<void> };
   /** A worker in its own OS process, for crash tests. */
   spawnWorker: (extraEnv?: Record<string, string>) => ChildProcess;
+  /** Any process of the service in its own OS process, with this world's environment. */
+  spawnProcess: (entry: keyof typeof ENTRIES, extraEnv?: Record<string, string>) => ChildProcess;
   close: () => Promise<void>;
 }
 
@@ -161,7 +168,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 4 });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 
-  return {
+  const self: TestEnv = {
     config,
     env,
     pool,
@@ -171,7 +178,10 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     startWorker: start(startWorker),
     startRelay: start(startRelay),
     spawnWorker(extraEnv = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/workers/main.ts'], {
+      return self.spawnProcess('worker', extraEnv);
+    },
+    spawnProcess(entry, extraEnv = {}) {
+      const child = spawn(process.execPath, ['--import', 'tsx', ENTRIES[entry]], {
         cwd: ROOT,
         env: { PATH: process.env.PATH ?? '', ...env, ...extraEnv },
         stdio: ['ignore', 'ignore', 'inherit'],
@@ -194,6 +204,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       await admin.end();
     },
   };
+  return self;
 }
 
 /** Books check straight from SQL: returns the violations found (empty when the ledger is sound). */
