@@ -56,15 +56,6 @@ const schema = z
     if (env.NODE_ENV === 'production' && !env.ADMIN_TOKEN) {
       ctx.addIssue({ code: 'custom', path: ['ADMIN_TOKEN'], message: 'required in production' });
     }
-    if (env.SHARD_DATABASE_URLS.length > 1) {
-      // Cross-database transfers need the saga (holds, credit, settle); until it exists the
-      // service refuses a layout it cannot settle atomically.
-      ctx.addIssue({
-        code: 'custom',
-        path: ['SHARD_DATABASE_URLS'],
-        message: 'more than one physical database is not supported yet (cross-database saga pending)',
-      });
-    }
   });
 
 export type Config = Readonly<z.infer<typeof schema>>;

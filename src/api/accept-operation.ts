@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import { enqueueSettlement } from '../jobs/catalog.ts';
-import { insertOperation, type NewOperation } from '../db/repositories/operations.ts';
+import { claimIdempotencyKey, insertOperation, type NewOperation } from '../db/repositories/operations.ts';
 import { findClientWallet, type WalletRow } from '../db/repositories/wallets.ts';
 import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
@@ -54,17 +54,25 @@ export async function acceptOperation(
     const wallet = await findClientWallet(database.db, client.id, spec.ownedWalletId);
     if (!wallet) throw new WalletNotFound(spec.ownedWalletId);
 
-    const result = await insertOperation(database.db, {
+    // Postgres is the truth: the key's home database names one operation id per (client, key).
+    const key = await claimIdempotencyKey(ctx.shards.forIdempotencyKey(client.id, spec.idempotencyKey).db, {
+      clientId: client.id,
+      key: spec.idempotencyKey,
+      requestHash: hash,
+      operationId: newIdInShard(logicalShardOf(spec.ownedWalletId)),
+    });
+    if (key.requestHash !== hash) throw new IdempotencyKeyReused();
+    const result = await insertOperation(ctx.shards.forId(key.operationId).db, {
       ...spec.build(wallet),
-      id: newIdInShard(logicalShardOf(spec.ownedWalletId)),
+      id: key.operationId,
       clientId: client.id,
       idempotencyKey: spec.idempotencyKey,
       requestHash: hash,
     });
     const operation = result.operation;
-    if (!result.created && operation.requestHash !== hash) throw new IdempotencyKeyReused();
     committed = true;
 
+    const replayed = !result.created;
     const response: StoredResponse = {
       status: 202,
       headers: { Location: `/v1/operations/${operation.id}` },
@@ -78,7 +86,7 @@ export async function acceptOperation(
       req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
     }
     if (claim.kind === 'new') await ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);
-    send(res, response, !result.created);
+    send(res, response, replayed);
   } finally {
     if (!committed && claim.kind === 'new') await ctx.idempotency.release(client.id, spec.idempotencyKey, claim.token);
   }

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { FAILURE_CODES } from '../domain/errors.ts';
 import { ERROR_MAP, type ErrorCode } from './error-map.ts';
 import {
+  BalanceQuery,
   CreateApiKeyBody,
   CreateWalletBody,
   EntriesQuery,
@@ -170,6 +171,17 @@ function build(): object {
     security: asClient,
     request: { params: WalletIdParams },
     responses: { 200: json(Wallet, 'The wallet'), ...problems(...CLIENT, 'validation_failed', 'wallet_not_found') },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/wallets/{id}/balance',
+    summary: 'The settled balance at an instant (default now), summed from the ledger entries',
+    security: asClient,
+    request: { params: WalletIdParams, query: BalanceQuery },
+    responses: {
+      200: json(z.object({ walletId: z.uuid(), currency: z.string(), balance: MinorUnits, at: z.iso.datetime() }), 'The balance'),
+      ...problems(...CLIENT, 'validation_failed', 'wallet_not_found'),
+    },
   });
   registry.registerPath({
     method: 'get',

@@ -71,6 +71,14 @@ export const EntriesQuery = z.strictObject({
     .optional(),
 });
 
+export const BalanceQuery = z.strictObject({
+  at: z.iso
+    .datetime({ offset: true, message: 'must be an RFC 3339 date-time' })
+    .transform((s) => new Date(s))
+    .optional()
+    .openapi({ type: 'string', format: 'date-time', example: '2026-11-28T12:00:00Z' }),
+});
+
 export const OperationQuery = z.strictObject({
   wait: z.coerce.number().int().min(0).max(30).default(0),
 });

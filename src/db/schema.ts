@@ -6,6 +6,7 @@ import {
   index,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -41,16 +42,20 @@ export const apiKeys = pgTable(
 );
 
 /**
- * Wallets of customers, and per currency one settlement account standing for the payment
- * gateway. Customer balances are a cached sum of their entries, kept in the settling
- * transaction; the settlement account's balance is not cached (it would be every fund's hot row):
- * its balance is the sum of its entries and goes negative as money comes in.
+ * Wallets of customers, and per currency and database two internal accounts: `settlement`
+ * stands for the payment gateway (money in), `clearing` for money in transit between shard
+ * databases (a cross-shard transfer debits the source against clearing in the source database
+ * and credits the destination against clearing in the destination database, so every
+ * database's books balance on their own and clearing nets to zero across databases).
+ * Customer balances are a cached sum of their entries, kept in the settling transaction;
+ * internal accounts' balances are not cached (they would be every operation's hot row):
+ * their balance is the sum of their entries.
  */
 export const wallets = pgTable(
   'wallets',
   {
     id: uuid('id').primaryKey(),
-    kind: text('kind', { enum: ['customer', 'settlement'] }).notNull().default('customer'),
+    kind: text('kind', { enum: ['customer', 'settlement', 'clearing'] }).notNull().default('customer'),
     clientId: uuid('client_id'),
     currency: text('currency').notNull(),
     status: text('status', { enum: ['active', 'frozen'] }).notNull().default('active'),
@@ -66,7 +71,7 @@ export const wallets = pgTable(
     check('wallets_held_within_balance', sql`${t.held} >= 0 AND ${t.held} <= ${t.balance}`),
     check('wallets_kind_owner', sql`(${t.kind} = 'customer') = (${t.clientId} IS NOT NULL)`),
     index('wallets_client_idx').on(t.clientId),
-    uniqueIndex('wallets_settlement_currency_uq').on(t.currency).where(sql`${t.kind} = 'settlement'`),
+    uniqueIndex('wallets_internal_kind_currency_uq').on(t.kind, t.currency).where(sql`${t.kind} <> 'customer'`),
   ],
 );
 
@@ -114,9 +119,8 @@ export const ledgerEntries = pgTable(
   {
     seq: bigserial('seq', { mode: 'bigint' }).primaryKey(),
     id: uuid('id').notNull(),
-    operationId: uuid('operation_id')
-      .notNull()
-      .references(() => operations.id),
+    /** No foreign key: a cross-shard transfer's credit lives in another database than its operation. */
+    operationId: uuid('operation_id').notNull(),
     walletId: uuid('wallet_id')
       .notNull()
       .references(() => wallets.id),
@@ -154,4 +158,47 @@ export const outbox = pgTable(
     index('outbox_unsent_idx').on(t.seq).where(sql`${t.sentAt} IS NULL`),
     uniqueIndex('outbox_operation_uq').on(t.operationId),
   ],
+);
+
+/**
+ * A cross-shard transfer's saga, in the source wallet's database beside its operation:
+ * `held` after the hold committed; `completed` / `failed` once the hold was settled or released.
+ */
+export const transferSagas = pgTable('transfer_sagas', {
+  operationId: uuid('operation_id')
+    .primaryKey()
+    .references(() => operations.id),
+  state: text('state', { enum: ['held', 'completed', 'failed'] }).notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/**
+ * The destination step of a cross-shard transfer, in the destination wallet's database: one
+ * row per operation records whether the credit was applied or refused, so the step never
+ * applies twice and the source learns its outcome.
+ */
+export const sagaCredits = pgTable('saga_credits', {
+  operationId: uuid('operation_id').primaryKey(),
+  outcome: text('outcome', { enum: ['credited', 'rejected'] }).notNull(),
+  failureCode: text('failure_code'),
+  failureMessage: text('failure_message'),
+  createdAt: createdAt(),
+});
+
+/**
+ * Idempotency keys, in the database chosen by a hash of (client, key), so a key is unique per
+ * client across all shard databases. The operation it names is then inserted in its source
+ * wallet's shard; a retry finds the same operation id here and finishes the insert.
+ */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    clientId: uuid('client_id').notNull(),
+    key: text('key').notNull(),
+    requestHash: text('request_hash').notNull(),
+    operationId: uuid('operation_id').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.key] })],
 );

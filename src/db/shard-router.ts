@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Config } from '../config.ts';
 import { LOGICAL_SHARDS, logicalShardOf } from '../domain/ids.ts';
 import { openDatabase, type Database } from './client.ts';
@@ -30,6 +31,12 @@ export class ShardRouter {
   /** The database holding a wallet or operation, found from its id alone. */
   forId(id: string): Database {
     return this.databases[this.databaseIndexOfShard(logicalShardOf(id))]!;
+  }
+
+  /** The database that keeps a client's idempotency key: spread by a hash of (client, key). */
+  forIdempotencyKey(clientId: string, key: string): Database {
+    const digest = createHash('sha256').update(clientId).update('\0').update(key).digest();
+    return this.databases[this.databaseIndexOfShard(digest[0]!)]!;
   }
 
   async close(): Promise<void> {

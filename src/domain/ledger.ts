@@ -7,7 +7,7 @@ import type { FailureCode } from './errors.ts';
 /** Largest balance a wallet may hold: the Postgres bigint range. */
 export const MAX_BALANCE_MINOR = 2n ** 63n - 1n;
 
-export type WalletKind = 'customer' | 'settlement';
+export type WalletKind = 'customer' | 'settlement' | 'clearing';
 export type WalletStatus = 'active' | 'frozen';
 
 export interface WalletState {
@@ -66,7 +66,33 @@ export function planFund(input: {
   return pair(settlement.id, wallet.id, amountMinor);
 }
 
-/** Money between two customer wallets of one currency. */
+export type Check = { readonly ok: true } | { readonly ok: false; readonly code: FailureCode; readonly message: string };
+const OK: Check = { ok: true };
+const refuse = (code: FailureCode, message: string): Check => ({ ok: false, code, message });
+
+/** Can this wallet pay `amountMinor` of `currency` now (from what is available, not held)? */
+export function checkDebit(from: WalletState | undefined, amountMinor: bigint, currency: string): Check {
+  if (!from || from.kind !== 'customer') return refuse('wallet_not_found', 'the source wallet does not exist');
+  if (from.status === 'frozen') return refuse('wallet_frozen', 'the source wallet is frozen');
+  if (from.currency !== currency) return refuse('currency_mismatch', `the source wallet does not hold ${currency}`);
+  if (availableMinor(from) < amountMinor) {
+    return refuse('insufficient_funds', 'the source wallet has insufficient available funds');
+  }
+  return OK;
+}
+
+/** Can this wallet receive `amountMinor` of `currency`? */
+export function checkCredit(to: WalletState | undefined, amountMinor: bigint, currency: string): Check {
+  if (!to || to.kind !== 'customer') return refuse('wallet_not_found', 'the destination wallet does not exist');
+  if (to.status === 'frozen') return refuse('wallet_frozen', 'the destination wallet is frozen');
+  if (to.currency !== currency) return refuse('currency_mismatch', `the destination wallet does not hold ${currency}`);
+  if (to.balanceMinor + amountMinor > MAX_BALANCE_MINOR) {
+    return refuse('balance_limit_exceeded', 'the destination balance would exceed its limit');
+  }
+  return OK;
+}
+
+/** Money between two customer wallets of one currency in one database. */
 export function planTransfer(input: {
   from: WalletState | undefined;
   to: WalletState | undefined;
@@ -77,18 +103,19 @@ export function planTransfer(input: {
   if (!from || from.kind !== 'customer') return fail('wallet_not_found', 'the source wallet does not exist');
   if (!to || to.kind !== 'customer') return fail('wallet_not_found', 'the destination wallet does not exist');
   if (from.id === to.id) return fail('same_wallet', 'source and destination are the same wallet');
-  if (from.status === 'frozen') return fail('wallet_frozen', 'the source wallet is frozen');
-  if (to.status === 'frozen') return fail('wallet_frozen', 'the destination wallet is frozen');
-  if (from.currency !== currency || to.currency !== currency) {
-    return fail('currency_mismatch', `both wallets must hold ${currency}`);
-  }
-  if (availableMinor(from) < amountMinor) {
-    return fail('insufficient_funds', 'the source wallet has insufficient available funds');
-  }
-  if (to.balanceMinor + amountMinor > MAX_BALANCE_MINOR) {
-    return fail('balance_limit_exceeded', 'the destination balance would exceed its limit');
-  }
+  const debit = checkDebit(from, amountMinor, currency);
+  if (!debit.ok) return debit;
+  const credit = checkCredit(to, amountMinor, currency);
+  if (!credit.ok) return credit;
   return pair(from.id, to.id, amountMinor);
+}
+
+/**
+ * The two entries a database writes for one side of a cross-shard transfer: the source side
+ * debits the wallet against clearing, the destination side credits it against clearing.
+ */
+export function planClearingLeg(side: 'source' | 'destination', walletId: string, clearingId: string, amountMinor: bigint): Plan {
+  return side === 'source' ? pair(walletId, clearingId, amountMinor) : pair(clearingId, walletId, amountMinor);
 }
 
 /** Applies a plan's entries to wallet states (used by tests and by settlement for balanceAfter). */

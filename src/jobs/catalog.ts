@@ -11,6 +11,10 @@ export const SETTLEMENT_QUEUE = 'settlement';
 export const jobPayloads = {
   'settle-fund': z.object({ operationId: z.uuid() }),
   'settle-transfer': z.object({ operationId: z.uuid() }),
+  /** Cross-shard saga, step 2 (destination database). Step 1 is `settle-transfer`. */
+  'saga-credit': z.object({ operationId: z.uuid() }),
+  /** Cross-shard saga, step 3 (source database). */
+  'saga-settle': z.object({ operationId: z.uuid() }),
 } as const;
 
 export type JobName = keyof typeof jobPayloads;
@@ -58,4 +62,11 @@ export async function enqueueSettlement(
   const name = jobNameForOperation(operation.type);
   const data: JobPayload<typeof name> = { operationId: operation.id };
   await queue.add(name, data, { jobId: operation.id });
+}
+
+/** Enqueues the next step of a cross-shard saga; its job id is `<operation id>-<step>`. */
+export async function enqueueSagaStep(queue: Queue, step: 'credit' | 'settle', operationId: string): Promise<void> {
+  const name: JobName = step === 'credit' ? 'saga-credit' : 'saga-settle';
+  const data: JobPayload<typeof name> = { operationId };
+  await queue.add(name, data, { jobId: `${operationId}-${step}` });
 }

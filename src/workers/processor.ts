@@ -1,13 +1,17 @@
-import type { Job, Processor } from 'bullmq';
+import type { Job, Processor, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { operationSettledChannel } from '../api/operation-waiter.ts';
+import { findOperation } from '../db/repositories/operations.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
-import { JOB_NAMES, jobPayloads, type JobName } from '../jobs/catalog.ts';
+import { JOB_NAMES, enqueueSagaStep, jobPayloads, type JobName } from '../jobs/catalog.ts';
 import { settleOperation } from './settle-operation.ts';
+import { creditDestination, findCredit, holdFunds, settleHold } from './transfer-saga.ts';
 
 export interface WorkerDeps {
   shards: ShardRouter;
+  /** The settlement queue, for the next step of a saga. */
+  queue: Queue;
   /** Publishes settlement notices for long-polling API requests. */
   publisher: Redis;
   redisPrefix: string;
@@ -16,43 +20,101 @@ export interface WorkerDeps {
   faultPoint?: (point: string, operationId: string) => Promise<void>;
 }
 
-type Handler = (job: Job, deps: WorkerDeps) => Promise<unknown>;
+type Handler = (operationId: string, deps: WorkerDeps, log: Logger) => Promise<unknown>;
 
-async function settle(job: Job, deps: WorkerDeps): Promise<unknown> {
-  const { operationId } = jobPayloads[job.name as JobName].parse(job.data);
-  const log = deps.logger.child({ operationId, jobId: job.id, attempt: job.attemptsMade + 1 });
+async function announce(deps: WorkerDeps, operationId: string, log: Logger): Promise<void> {
+  await deps.publisher
+    .publish(operationSettledChannel(deps.redisPrefix), operationId)
+    .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
+}
+
+/** Fund, and transfers whose wallets share a database: one transaction. */
+async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
   await deps.faultPoint?.('before-settle', operationId);
   const result = await settleOperation(deps.shards.forId(operationId).db, operationId);
   await deps.faultPoint?.('after-settle', operationId);
   if (result.outcome === 'missing') {
-    // Should not happen: the API commits the operation before enqueuing.
-    log.error('operation not found; dropping job');
+    log.error('operation not found; dropping job'); // the API commits before it enqueues
     return result;
   }
-  if (result.outcome === 'settled') {
-    log.info({ status: result.status, failureCode: result.failureCode }, 'operation settled');
-  } else {
-    log.info({ status: result.status }, 'operation already settled; redelivery ignored');
-  }
-  await deps.publisher
-    .publish(operationSettledChannel(deps.redisPrefix), operationId)
-    .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
+  if (result.outcome === 'settled') log.info({ status: result.status, failureCode: result.failureCode }, 'operation settled');
+  else log.info({ status: result.status }, 'operation already settled; redelivery ignored');
+  await announce(deps, operationId, log);
   return result;
+}
+
+async function loadTransfer(operationId: string, deps: WorkerDeps) {
+  const op = await findOperation(deps.shards.forId(operationId).db, operationId);
+  if (!op || op.type !== 'transfer') throw new Error(`transfer ${operationId} not found`);
+  return op;
+}
+
+/** Saga steps 2 and 3 run inline: used when a saga is resumed rather than freshly driven. */
+async function creditAndSettle(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
+  const op = await loadTransfer(operationId, deps);
+  const destination = deps.shards.forId(op.toWalletId).db;
+  const credit = (await findCredit(destination, op.id)) ?? (await creditDestination(destination, op));
+  await deps.faultPoint?.('after-credit', operationId);
+  const settled = await settleHold(deps.shards.forId(operationId).db, operationId, credit);
+  await deps.faultPoint?.('after-settle', operationId);
+  log.info({ status: settled?.status, step: 'settle' }, 'cross-shard transfer settled');
+  await announce(deps, operationId, log);
+  return settled;
+}
+
+/** A transfer: one transaction when both wallets share a database, else saga step 1 (hold). */
+async function settleTransfer(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
+  const source = deps.shards.forId(operationId);
+  const op = await findOperation(source.db, operationId);
+  if (!op?.fromWalletId || deps.shards.forId(op.toWalletId) === source || op.fromWalletId === op.toWalletId) {
+    return settleInOneTransaction(operationId, deps, log);
+  }
+  const hold = await holdFunds(source.db, operationId);
+  await deps.faultPoint?.('after-hold', operationId);
+  if (hold.step !== 'held') {
+    log.info({ step: hold.step }, 'cross-shard transfer ended at the hold');
+    if (hold.step !== 'missing') await announce(deps, operationId, log);
+    return hold;
+  }
+  if (!hold.fresh) return creditAndSettle(operationId, deps, log); // resumed by the reconciler
+  await enqueueSagaStep(deps.queue, 'credit', operationId);
+  log.info({ step: 'hold' }, 'funds held; credit enqueued');
+  return hold;
+}
+
+/** Saga step 2: credit the destination (or record its refusal), then enqueue step 3. */
+async function sagaCredit(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
+  const op = await loadTransfer(operationId, deps);
+  const credit = await creditDestination(deps.shards.forId(op.toWalletId).db, op);
+  await deps.faultPoint?.('after-credit', operationId);
+  await enqueueSagaStep(deps.queue, 'settle', operationId);
+  log.info({ step: 'credit', outcome: credit.outcome }, 'destination step done; settle enqueued');
+  return credit;
+}
+
+/** Saga step 3: settle or release the hold according to step 2's recorded outcome. */
+async function sagaSettle(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
+  return creditAndSettle(operationId, deps, log);
 }
 
 /** One processor per job name in the catalog. */
 export const handlers: Record<JobName, Handler> = {
-  'settle-fund': settle,
-  'settle-transfer': settle,
+  'settle-fund': settleInOneTransaction,
+  'settle-transfer': settleTransfer,
+  'saga-credit': sagaCredit,
+  'saga-settle': sagaSettle,
 };
 
 /** The worker's processor; refuses to build unless every catalog job has a handler. */
 export function createProcessor(deps: WorkerDeps): Processor {
   const missing = JOB_NAMES.filter((name) => typeof handlers[name] !== 'function');
   if (missing.length > 0) throw new Error(`no processor for job(s): ${missing.join(', ')}`);
-  return async (job) => {
-    const handler = handlers[job.name as JobName];
+  return async (job: Job) => {
+    const name = job.name as JobName;
+    const handler = handlers[name];
     if (!handler) throw new Error(`unknown job name ${job.name}`);
-    return handler(job, deps);
+    const { operationId } = jobPayloads[name].parse(job.data);
+    const log = deps.logger.child({ operationId, job: name, jobId: job.id, attempt: job.attemptsMade + 1 });
+    return handler(operationId, deps, log);
   };
 }

@@ -3,7 +3,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { ledgerEntries, operations, outbox, wallets } from '../db/schema.ts';
-import { planFund, planTransfer, type Plan, type WalletState } from '../domain/ledger.ts';
+import { planFund, planTransfer, type Plan, type PlannedEntry, type WalletState } from '../domain/ledger.ts';
 import { isTerminal, operationView } from '../domain/operation-view.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
 
@@ -13,8 +13,23 @@ export type SettleResult =
   | { outcome: 'settled'; status: 'succeeded' | 'failed'; failureCode?: string; walletIds: string[] };
 
 type WalletRow = typeof wallets.$inferSelect;
+type OperationRow = typeof operations.$inferSelect;
 
-const toState = (w: WalletRow): WalletState => ({
+/** An internal account (settlement or clearing) of a currency in this database, created on first use. */
+export async function internalAccount(db: Db | Tx, kind: 'settlement' | 'clearing', currency: string): Promise<WalletRow> {
+  await db
+    .insert(wallets)
+    .values({ id: randomUUID(), kind, currency })
+    .onConflictDoNothing({ target: [wallets.kind, wallets.currency], where: sql`${wallets.kind} <> 'customer'` });
+  const [row] = await db
+    .select()
+    .from(wallets)
+    .where(and(eq(wallets.kind, kind), eq(wallets.currency, currency)));
+  if (!row) throw new Error(`${kind} account for ${currency} missing after upsert`);
+  return row;
+}
+
+export const toWalletState = (w: WalletRow): WalletState => ({
   id: w.id,
   kind: w.kind,
   currency: w.currency,
@@ -23,18 +38,70 @@ const toState = (w: WalletRow): WalletState => ({
   heldMinor: w.held,
 });
 
-/** The settlement account of a currency in this database, created on first use. */
-async function settlementAccount(db: Db | Tx, currency: string): Promise<WalletRow> {
-  await db
-    .insert(wallets)
-    .values({ id: randomUUID(), kind: 'settlement', currency })
-    .onConflictDoNothing({ target: wallets.currency, where: sql`${wallets.kind} = 'settlement'` });
-  const [row] = await db
-    .select()
-    .from(wallets)
-    .where(and(eq(wallets.kind, 'settlement'), eq(wallets.currency, currency)));
-  if (!row) throw new Error(`settlement account for ${currency} missing after upsert`);
-  return row;
+/**
+ * Writes a plan's entries and the new cached balances of the customer wallets among them
+ * (internal accounts are not cached). `wallets` must hold every wallet of the plan, locked.
+ */
+export async function writeEntries(
+  tx: Tx,
+  operationId: string,
+  entries: readonly PlannedEntry[],
+  walletsById: ReadonlyMap<string, WalletRow>,
+  now: Date,
+  heldReleaseMinor = 0n,
+): Promise<void> {
+  const rows = [];
+  for (const entry of entries) {
+    const wallet = walletsById.get(entry.walletId);
+    if (!wallet) throw new Error(`entry for a wallet not locked: ${entry.walletId}`);
+    let balanceAfter: bigint | null = null;
+    if (wallet.kind === 'customer') {
+      balanceAfter = wallet.balance + entry.amountMinor;
+      const release = entry.amountMinor < 0n ? heldReleaseMinor : 0n;
+      await tx
+        .update(wallets)
+        .set({ balance: balanceAfter, held: wallet.held - release, updatedAt: now })
+        .where(eq(wallets.id, wallet.id));
+    }
+    rows.push({
+      id: randomUUID(),
+      operationId,
+      walletId: entry.walletId,
+      leg: entry.leg,
+      amount: entry.amountMinor,
+      balanceAfter,
+      createdAt: now,
+    });
+  }
+  await tx.insert(ledgerEntries).values(rows);
+}
+
+/** Marks an open operation terminal and inserts its one outbox event, in the caller's transaction. */
+export async function finishOperation(
+  tx: Tx,
+  op: OperationRow,
+  outcome: { ok: true } | { ok: false; code: string; message: string },
+  now: Date,
+): Promise<OperationRow> {
+  const status = outcome.ok ? 'succeeded' : 'failed';
+  const [settled] = await tx
+    .update(operations)
+    .set({
+      status,
+      failureCode: outcome.ok ? null : outcome.code,
+      failureMessage: outcome.ok ? null : outcome.message,
+      completedAt: now,
+      updatedAt: now,
+    })
+    .where(eq(operations.id, op.id))
+    .returning();
+  if (!settled || !isTerminal(settled.status)) throw new Error(`operation ${op.id} did not settle`);
+  const eventType =
+    op.type === 'fund'
+      ? outcome.ok ? 'wallet.funded' : 'wallet.fund_failed'
+      : outcome.ok ? 'transfer.completed' : 'transfer.failed';
+  await tx.insert(outbox).values(outboxEvent(eventType, op.fromWalletId ?? op.toWalletId, operationView(settled), op.id));
+  return settled;
 }
 
 /**
@@ -60,66 +127,24 @@ export async function settleOperation(db: Db, operationId: string): Promise<Sett
       let plan: Plan;
       if (op.type === 'fund') {
         const wallet = byId.get(op.toWalletId);
-        const settlement = await settlementAccount(tx, op.currency);
+        const settlement = await internalAccount(tx, 'settlement', op.currency);
         byId.set(settlement.id, settlement);
-        plan = planFund({ wallet: wallet && toState(wallet), settlement: toState(settlement), amountMinor: op.amount });
+        plan = planFund({ wallet: wallet && toWalletState(wallet), settlement: toWalletState(settlement), amountMinor: op.amount });
       } else {
         const from = op.fromWalletId ? byId.get(op.fromWalletId) : undefined;
         const to = byId.get(op.toWalletId);
         plan = planTransfer({
-          from: from && toState(from),
-          to: to && toState(to),
+          from: from && toWalletState(from),
+          to: to && toWalletState(to),
           amountMinor: op.amount,
           currency: op.currency,
         });
       }
 
       const now = new Date();
-      if (plan.ok) {
-        const rows = [];
-        for (const entry of plan.entries) {
-          const wallet = byId.get(entry.walletId)!;
-          let balanceAfter: bigint | null = null;
-          if (wallet.kind === 'customer') {
-            balanceAfter = wallet.balance + entry.amountMinor;
-            await tx
-              .update(wallets)
-              .set({ balance: balanceAfter, updatedAt: now })
-              .where(eq(wallets.id, wallet.id));
-          }
-          rows.push({
-            id: randomUUID(),
-            operationId: op.id,
-            walletId: entry.walletId,
-            leg: entry.leg,
-            amount: entry.amountMinor,
-            balanceAfter,
-            createdAt: now,
-          });
-        }
-        await tx.insert(ledgerEntries).values(rows);
-      }
-
+      if (plan.ok) await writeEntries(tx, op.id, plan.entries, byId, now);
       const status = plan.ok ? 'succeeded' : 'failed';
-      const [settled] = await tx
-        .update(operations)
-        .set({
-          status,
-          failureCode: plan.ok ? null : plan.code,
-          failureMessage: plan.ok ? null : plan.message,
-          completedAt: now,
-          updatedAt: now,
-        })
-        .where(eq(operations.id, op.id))
-        .returning();
-      if (!settled || !isTerminal(settled.status)) throw new Error(`operation ${op.id} did not settle`);
-
-      const eventType =
-        op.type === 'fund'
-          ? plan.ok ? 'wallet.funded' : 'wallet.fund_failed'
-          : plan.ok ? 'transfer.completed' : 'transfer.failed';
-      const key = op.fromWalletId ?? op.toWalletId;
-      await tx.insert(outbox).values(outboxEvent(eventType, key, operationView(settled), op.id));
+      await finishOperation(tx, op, plan, now);
 
       return {
         outcome: 'settled',

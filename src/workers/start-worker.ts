@@ -19,6 +19,7 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
   const worker = createSettlementWorker(config, {
     shards,
     connection,
+    queue,
     publisher,
     logger,
     ...(faultPoint ? { faultPoint } : {}),

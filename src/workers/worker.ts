@@ -1,4 +1,5 @@
 import { Worker } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
@@ -9,10 +10,18 @@ import { createProcessor, type WorkerDeps } from './processor.ts';
 /** A BullMQ worker settling operations; `close()` lets in-flight jobs finish. */
 export function createSettlementWorker(
   config: Config,
-  deps: { shards: ShardRouter; connection: Redis; publisher: Redis; logger: Logger; faultPoint?: WorkerDeps['faultPoint'] },
+  deps: {
+    shards: ShardRouter;
+    connection: Redis;
+    queue: Queue;
+    publisher: Redis;
+    logger: Logger;
+    faultPoint?: WorkerDeps['faultPoint'];
+  },
 ): Worker {
   const processorDeps: WorkerDeps = {
     shards: deps.shards,
+    queue: deps.queue,
     publisher: deps.publisher,
     redisPrefix: config.REDIS_PREFIX,
     logger: deps.logger,

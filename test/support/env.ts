@@ -26,7 +26,10 @@ const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 export interface TestEnv {
   config: Config;
   env: Record<string, string>;
+  /** The first (control) database. */
   pool: pg.Pool;
+  /** Every shard database, in SHARD_DATABASE_URLS order. */
+  pools: pg.Pool[];
   redis: Redis;
   baseUrl: string;
   api: ApiClient;
@@ -126,18 +129,23 @@ export interface TestEnvOptions {
   /** Start the outbox relay in-process (default false). */
   relay?: boolean;
   redisUrl?: string;
+  /** Physical shard databases (default 1). */
+  databases?: number;
   env?: Record<string, string>;
 }
 
 export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
-  const dbName = uniqueName('ll_test');
+  const base = uniqueName('ll_test');
+  const dbNames = Array.from({ length: options.databases ?? 1 }, (_, i) => (i === 0 ? base : `${base}_s${i}`));
+  const urls = dbNames.map((name) => `${PG_BASE}/${name}`);
   const tag = randomBytes(4).toString('hex');
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     PORT: '0',
     ADMIN_TOKEN,
-    DATABASE_URL: `${PG_BASE}/${dbName}`,
+    DATABASE_URL: urls[0]!,
+    SHARD_DATABASE_URLS: urls.join(','),
     REDIS_URL: options.redisUrl ?? 'redis://127.0.0.1:6379',
     REDIS_PREFIX: `lltest:${tag}`,
     KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? '127.0.0.1:19092',
@@ -151,7 +159,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     ...options.env,
   };
   const config = parseConfig(env);
-  await migrateDatabase(config.DATABASE_URL);
+  await Promise.all(urls.map((url) => migrateDatabase(url)));
   const logger = createLogger(config, 'test');
   const api: RunningApi = await startApi(config, logger);
   const baseUrl = `http://127.0.0.1:${api.port}`;
@@ -165,13 +173,15 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   if (options.worker ?? true) start(startWorker)();
   if (options.relay) start(startRelay)();
 
-  const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 4 });
+  const pools = urls.map((url) => new pg.Pool({ connectionString: url, max: 4 }));
+  const pool = pools[0]!;
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 
   const self: TestEnv = {
     config,
     env,
     pool,
+    pools,
     redis,
     baseUrl,
     api: makeApiClient(baseUrl),
@@ -194,13 +204,13 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       for (const child of children) child.kill('SIGKILL');
       await api.close();
       for (const close of closers.reverse()) await close().catch(() => {});
-      await pool.end();
+      await Promise.all(pools.map((p) => p.end()));
       const keys = await redis.keys(`${config.REDIS_PREFIX}:*`).catch(() => [] as string[]);
       if (keys.length > 0) await redis.del(...keys).catch(() => {});
       redis.disconnect();
       const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
       await admin.connect();
-      await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+      for (const name of dbNames) await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.end();
     },
   };
@@ -226,5 +236,37 @@ export async function ledgerViolations(pool: pg.Pool): Promise<string[]> {
     SELECT o.id, o.status, COUNT(e.seq) AS n FROM operations o LEFT JOIN ledger_entries e ON e.operation_id = o.id
     GROUP BY o.id HAVING (o.status = 'succeeded') <> (COUNT(e.seq) = 2) OR (o.status <> 'succeeded' AND COUNT(e.seq) > 0)`);
   if (entriesVsStatus.rowCount) problems.push(`succeeded operations are not exactly those with entries: ${entriesVsStatus.rowCount}`);
+  return problems;
+}
+
+/** Which of `n` databases holds a wallet or operation id (the router's rule, restated). */
+export const databaseIndexOf = (id: string, n: number) => Math.floor((Number.parseInt(id.slice(0, 2), 16) * n) / 256);
+
+/**
+ * Books check over every shard database: each database's own books, plus what only holds
+ * across them once every operation is terminal: clearing nets to zero, no hold is left, and a
+ * destination credit exists exactly for the cross-shard transfers that succeeded.
+ */
+export async function systemViolations(pools: pg.Pool[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [i, pool] of pools.entries()) problems.push(...(await ledgerViolations(pool)).map((p) => `db${i}: ${p}`));
+  let clearing = 0n;
+  const credited = new Set<string>();
+  const succeeded = new Set<string>();
+  const crossShard = new Set<string>();
+  for (const pool of pools) {
+    const c = await pool.query(`SELECT COALESCE(SUM(e.amount), 0) AS s FROM ledger_entries e JOIN wallets w ON w.id = e.wallet_id WHERE w.kind = 'clearing'`);
+    clearing += BigInt(c.rows[0].s);
+    const held = await pool.query(`SELECT COUNT(*)::int AS n FROM wallets WHERE held <> 0`);
+    if (held.rows[0].n > 0) problems.push(`holds left behind: ${held.rows[0].n}`);
+    for (const r of (await pool.query(`SELECT operation_id FROM saga_credits WHERE outcome = 'credited'`)).rows) credited.add(r.operation_id);
+    for (const r of (await pool.query(`SELECT s.operation_id, o.status FROM transfer_sagas s JOIN operations o ON o.id = s.operation_id`)).rows) {
+      crossShard.add(r.operation_id);
+      if (r.status === 'succeeded') succeeded.add(r.operation_id);
+    }
+  }
+  if (clearing !== 0n) problems.push(`clearing accounts do not net to zero: ${clearing}`);
+  const mismatched = [...crossShard].filter((id) => credited.has(id) !== succeeded.has(id));
+  if (mismatched.length > 0) problems.push(`cross-shard credits disagree with outcomes: ${mismatched.join(', ')}`);
   return problems;
 }

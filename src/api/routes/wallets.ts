@@ -1,11 +1,11 @@
 import { Router } from 'express';
-import { createWallet, findClientWallet, listEntries, walletView, type EntryRow } from '../../db/repositories/wallets.ts';
+import { balanceAt, createWallet, findClientWallet, listEntries, walletView, type EntryRow } from '../../db/repositories/wallets.ts';
 import { WalletNotFound } from '../../domain/errors.ts';
 import { newWalletId } from '../../domain/ids.ts';
 import { requireClient } from '../auth.ts';
 import type { ApiContext } from '../context.ts';
 import { HttpProblem } from '../problem.ts';
-import { CreateWalletBody, EntriesQuery, WalletIdParams } from '../schemas.ts';
+import { BalanceQuery, CreateWalletBody, EntriesQuery, WalletIdParams } from '../schemas.ts';
 import { validate } from '../validate.ts';
 
 const entryView = (e: EntryRow) => ({
@@ -52,6 +52,18 @@ export function walletRoutes(ctx: ApiContext): Router {
     const wallet = await findClientWallet(ctx.shards.forId(id).db, client.id, id);
     if (!wallet) throw new WalletNotFound(id);
     res.json(walletView(wallet));
+  });
+
+  router.get('/v1/wallets/:id/balance', async (req, res) => {
+    const client = requireClient(req);
+    const { id } = validate(WalletIdParams, req.params, 'params');
+    const { at } = validate(BalanceQuery, req.query, 'query');
+    const db = ctx.shards.forId(id).db;
+    const wallet = await findClientWallet(db, client.id, id);
+    if (!wallet) throw new WalletNotFound(id);
+    const instant = at ?? new Date();
+    const balance = await balanceAt(db, id, instant);
+    res.json({ walletId: id, currency: wallet.currency, balance: balance.toString(), at: instant.toISOString() });
   });
 
   router.get('/v1/wallets/:id/entries', async (req, res) => {

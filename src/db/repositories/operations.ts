@@ -1,26 +1,40 @@
 import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { operations } from '../schema.ts';
+import { idempotencyKeys, operations } from '../schema.ts';
 
 export type OperationRow = typeof operations.$inferSelect;
 export type NewOperation = typeof operations.$inferInsert;
 
 /**
- * Records an accepted operation. Postgres is the truth for idempotency: if the client already
- * used this key, nothing is inserted and the existing operation is returned instead.
+ * Claims an idempotency key for an operation id in the key's home database. Returns the
+ * operation id the key names: the new one, or the one a previous request with this key claimed.
+ */
+export async function claimIdempotencyKey(
+  db: Db,
+  claim: { clientId: string; key: string; requestHash: string; operationId: string },
+): Promise<{ operationId: string; requestHash: string; claimed: boolean }> {
+  const [inserted] = await db.insert(idempotencyKeys).values(claim).onConflictDoNothing().returning();
+  if (inserted) return { operationId: inserted.operationId, requestHash: inserted.requestHash, claimed: true };
+  const [existing] = await db
+    .select()
+    .from(idempotencyKeys)
+    .where(and(eq(idempotencyKeys.clientId, claim.clientId), eq(idempotencyKeys.key, claim.key)));
+  if (!existing) throw new Error('idempotency key conflict without a row');
+  return { operationId: existing.operationId, requestHash: existing.requestHash, claimed: false };
+}
+
+/**
+ * Records an accepted operation under the id its idempotency key names. If it is already there
+ * (a retry, or a concurrent duplicate), nothing is inserted and the existing row is returned.
  */
 export async function insertOperation(
   db: Db,
-  op: NewOperation,
-): Promise<{ created: true; operation: OperationRow } | { created: false; operation: OperationRow }> {
-  const [inserted] = await db
-    .insert(operations)
-    .values(op)
-    .onConflictDoNothing({ target: [operations.clientId, operations.idempotencyKey] })
-    .returning();
+  op: NewOperation & { id: string },
+): Promise<{ created: boolean; operation: OperationRow }> {
+  const [inserted] = await db.insert(operations).values(op).onConflictDoNothing().returning();
   if (inserted) return { created: true, operation: inserted };
-  const existing = await findOperationByKey(db, op.clientId, op.idempotencyKey);
-  if (!existing) throw new Error('idempotency conflict without an existing operation');
+  const existing = (await findOperation(db, op.id)) ?? (await findOperationByKey(db, op.clientId, op.idempotencyKey));
+  if (!existing) throw new Error('operation conflict without an existing operation');
   return { created: false, operation: existing };
 }
 

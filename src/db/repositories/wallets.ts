@@ -1,4 +1,4 @@
-import { and, desc, eq, lt } from 'drizzle-orm';
+import { and, desc, eq, lt, lte, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { ledgerEntries, outbox, wallets } from '../schema.ts';
 import { outboxEvent } from '../../events/outbox-event.ts';
@@ -69,4 +69,13 @@ export async function listEntries(
     )
     .orderBy(desc(ledgerEntries.seq))
     .limit(limit);
+}
+
+/** A wallet's settled balance at an instant, summed from its entries (the ledger is the log). */
+export async function balanceAt(db: Db, walletId: string, at: Date): Promise<bigint> {
+  const [row] = await db
+    .select({ sum: sql<string>`COALESCE(SUM(${ledgerEntries.amount}), 0)::text` })
+    .from(ledgerEntries)
+    .where(and(eq(ledgerEntries.walletId, walletId), lte(ledgerEntries.createdAt, at)));
+  return BigInt(row?.sum ?? '0');
 }

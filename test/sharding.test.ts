@@ -1,0 +1,149 @@
+/**
+ * Four shard databases: same-database transfers settle in one transaction, cross-database ones
+ * as a saga (hold, credit, settle) with compensation. Invariants are checked over all databases.
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestEnv, databaseIndexOf, systemViolations, type TestEnv } from './support/env.ts';
+
+const DATABASES = 4;
+let t: TestEnv;
+let key: string;
+
+beforeAll(async () => {
+  t = await createTestEnv({ databases: DATABASES });
+  key = await t.api.adminKey();
+});
+afterAll(() => t?.close());
+
+/** Creates wallets until every database holds at least `perDatabase` of them. */
+async function walletsInEveryDatabase(perDatabase: number, currency = 'USD'): Promise<string[][]> {
+  const byDb: string[][] = Array.from({ length: DATABASES }, () => []);
+  while (byDb.some((list) => list.length < perDatabase)) {
+    const id = await t.api.wallet(key, currency);
+    byDb[databaseIndexOf(id, DATABASES)]!.push(id);
+  }
+  return byDb.map((list) => list.slice(0, perDatabase));
+}
+
+const wallet = async (id: string) => (await t.api.request('GET', `/v1/wallets/${id}`, { key })).body;
+
+describe('sharded ledger', () => {
+  it('puts wallets in every database and an operation in its source wallet shard', async () => {
+    const [[a], [b]] = await walletsInEveryDatabase(1);
+    const fund = await t.api.fund(key, a!, '500');
+    expect(fund.body.id.slice(0, 2)).toBe(a!.slice(0, 2));
+    const row = await t.pools[databaseIndexOf(a!, DATABASES)]!.query('SELECT id FROM operations WHERE id = $1', [fund.body.id]);
+    expect(row.rowCount).toBe(1);
+    await t.api.waitTerminal(key, fund.body.id);
+    const tr = await t.api.transfer(key, a!, b!, '200');
+    expect((await t.api.waitTerminal(key, tr.body.id)).status).toBe('succeeded');
+    expect(await wallet(a!)).toMatchObject({ balance: '300', available: '300' });
+    expect(await wallet(b!)).toMatchObject({ balance: '200', available: '200' });
+    const saga = await t.pools[databaseIndexOf(a!, DATABASES)]!.query('SELECT state FROM transfer_sagas WHERE operation_id = $1', [tr.body.id]);
+    expect(saga.rows[0].state).toBe('completed');
+    expect(await systemViolations(t.pools)).toEqual([]);
+  });
+
+  it('compensates: a refused destination on another shard releases the hold', async () => {
+    const [[a], [frozen], [eur]] = [...(await walletsInEveryDatabase(1)).slice(0, 2), ...(await walletsInEveryDatabase(1, 'EUR')).slice(2)];
+    await t.api.waitTerminal(key, (await t.api.fund(key, a!, '1000')).body.id);
+    await t.pools[databaseIndexOf(frozen!, DATABASES)]!.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [frozen]);
+    const missing = `${frozen!.slice(0, 2)}${'0'.repeat(6)}-0000-4000-8000-000000000000`;
+    const cases: [string, string][] = [
+      [frozen!, 'wallet_frozen'],
+      [eur!, 'currency_mismatch'],
+      [missing, 'wallet_not_found'],
+    ];
+    for (const [to, code] of cases) {
+      const op = await t.api.waitTerminal(key, (await t.api.transfer(key, a!, to, '400')).body.id);
+      expect(op).toMatchObject({ status: 'failed', failure: { code } });
+      expect(await wallet(a!)).toMatchObject({ balance: '1000', available: '1000' });
+    }
+    expect(await systemViolations(t.pools)).toEqual([]);
+  });
+
+  it('a hold lowers available, not balance, until it settles', async () => {
+    const quiet = await createTestEnv({ databases: DATABASES, worker: false });
+    try {
+      const k = await quiet.api.adminKey();
+      const ids: string[] = [];
+      while (new Set(ids.map((id) => databaseIndexOf(id, DATABASES))).size < 2) ids.push(await quiet.api.wallet(k));
+      const a = ids[0]!;
+      const b = ids.find((id) => databaseIndexOf(id, DATABASES) !== databaseIndexOf(a, DATABASES))!;
+      const db = quiet.pools[databaseIndexOf(a, DATABASES)]!;
+      await db.query(`UPDATE wallets SET balance = 1000 WHERE id = $1`, [a]); // seed without a worker
+      await db.query(
+        `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after) VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'credit', 1000, 1000)`,
+        [a],
+      );
+      const tr = await quiet.api.transfer(k, a, b, '300');
+      const { holdFunds } = await import('../src/workers/transfer-saga.ts');
+      const { openDatabase } = await import('../src/db/client.ts');
+      const source = openDatabase(quiet.config.SHARD_DATABASE_URLS[databaseIndexOf(a, DATABASES)]!, quiet.config, 'test');
+      expect(await holdFunds(source.db, tr.body.id)).toEqual({ step: 'held', fresh: true });
+      expect(await holdFunds(source.db, tr.body.id)).toEqual({ step: 'held', fresh: false });
+      await source.pool.end();
+      expect((await quiet.api.request('GET', `/v1/wallets/${a}`, { key: k })).body).toMatchObject({ balance: '1000', available: '700' });
+      expect((await quiet.api.request('GET', `/v1/operations/${tr.body.id}`, { key: k })).body.status).toBe('processing');
+      quiet.startWorker(); // the reconciler resumes the held saga
+      expect((await quiet.api.waitTerminal(k, tr.body.id)).status).toBe('succeeded');
+      expect((await quiet.api.request('GET', `/v1/wallets/${a}`, { key: k })).body).toMatchObject({ balance: '700', available: '700' });
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  it('answers the balance at a past instant from the entries', async () => {
+    const [[a]] = await walletsInEveryDatabase(1);
+    await t.api.waitTerminal(key, (await t.api.fund(key, a!, '100')).body.id);
+    await new Promise((r) => setTimeout(r, 20));
+    const between = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 20));
+    await t.api.waitTerminal(key, (await t.api.fund(key, a!, '50')).body.id);
+    const past = await t.api.request('GET', `/v1/wallets/${a}/balance?at=${encodeURIComponent(between)}`, { key });
+    expect(past.body).toMatchObject({ walletId: a, balance: '100', currency: 'USD' });
+    const now = await t.api.request('GET', `/v1/wallets/${a}/balance`, { key });
+    expect(now.body.balance).toBe('150');
+    const before = await t.api.request('GET', `/v1/wallets/${a}/balance?at=2000-01-01T00:00:00Z`, { key });
+    expect(before.body.balance).toBe('0');
+    expect((await t.api.request('GET', `/v1/wallets/${a}/balance?at=yesterday`, { key })).status).toBe(400);
+  });
+});
+
+describe('property: random fund/transfer sequences across 4 databases, run concurrently', () => {
+  it('conserves money, never overdraws, balances equal entries, leaves no hold', async () => {
+    const pool = (await walletsInEveryDatabase(2)).flat();
+    const command = fc.oneof(
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('fund' as const), to: fc.nat(pool.length - 1), amount: fc.integer({ min: 1, max: 500 }) }) },
+      {
+        weight: 4,
+        arbitrary: fc.record({
+          kind: fc.constant('transfer' as const),
+          from: fc.nat(pool.length - 1),
+          to: fc.nat(pool.length - 1),
+          amount: fc.integer({ min: 1, max: 400 }),
+        }),
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(command, { minLength: 20, maxLength: 60 }), async (commands) => {
+        const before = await Promise.all(pool.map(async (id) => BigInt((await wallet(id)).balance)));
+        const accepted = await Promise.all(
+          commands.map((c) =>
+            c.kind === 'fund' ? t.api.fund(key, pool[c.to]!, String(c.amount)) : t.api.transfer(key, pool[c.from]!, pool[c.to]!, String(c.amount)),
+          ),
+        );
+        expect(accepted.every((r) => r.status === 202)).toBe(true);
+        const ops = await Promise.all(accepted.map((r) => t.api.waitTerminal(key, r.body.id, 60_000)));
+        const fundedIn = ops.filter((o) => o.type === 'fund' && o.status === 'succeeded').reduce((s, o) => s + BigInt(o.amount), 0n);
+        const after = await Promise.all(pool.map((id) => wallet(id)));
+        const total = (xs: bigint[]) => xs.reduce((s, x) => s + x, 0n);
+        expect(total(after.map((w) => BigInt(w.balance)))).toBe(total(before) + fundedIn);
+        expect(after.every((w) => BigInt(w.available) >= 0n && w.available === w.balance)).toBe(true);
+        expect(await systemViolations(t.pools)).toEqual([]);
+      }),
+      { numRuns: 6 },
+    );
+  }, 180_000);
+});
