@@ -150,7 +150,8 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     REDIS_PREFIX: `lltest:${tag}`,
     KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? '127.0.0.1:19092',
     KAFKA_TOPIC: `lltest.${tag}.events`,
-    PG_POOL_MAX: '10',
+    // Several worlds share one server (max_connections 100): keep each world's pools small.
+    PG_POOL_MAX: (options.databases ?? 1) > 1 ? '3' : '6',
     WORKER_LOCK_DURATION_MS: '5000',
     WORKER_STALLED_INTERVAL_MS: '2000',
     RECONCILE_INTERVAL_MS: '1000',
@@ -174,6 +175,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   if (options.relay) start(startRelay)();
 
   const pools = urls.map((url) => new pg.Pool({ connectionString: url, max: 4 }));
+  for (const p of pools) p.on('error', () => {}); // DROP DATABASE ... FORCE at close ends its sessions
   const pool = pools[0]!;
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 
