@@ -19,6 +19,7 @@ it('every committed operation has one outbox row and its event reaches the broke
   const transfers = await Promise.all(
     Array.from({ length: 40 }, (_, i) => t.api.transfer(key, wallets[i % 4]!, wallets[(i + 1) % 4]!, String(100 + i * 10))),
   );
+  transfers.push(await t.api.transfer(key, wallets[0]!, wallets[1]!, '1000000')); // always overdraws
   const ops = await Promise.all([...funds, ...transfers].map((r) => t.api.waitTerminal(key, r.body.id)));
   expect(ops.some((o) => o.status === 'failed')).toBe(true); // some overdraw
 

@@ -30,7 +30,9 @@ const wallet = async (id: string) => (await t.api.request('GET', `/v1/wallets/${
 
 describe('sharded ledger', () => {
   it('puts wallets in every database and an operation in its source wallet shard', async () => {
-    const [[a], [b]] = await walletsInEveryDatabase(1);
+    const byDb = await walletsInEveryDatabase(1);
+    const a = byDb[0]![0];
+    const b = byDb[1]![0];
     const fund = await t.api.fund(key, a!, '500');
     expect(fund.body.id.slice(0, 2)).toBe(a!.slice(0, 2));
     const row = await t.pools[databaseIndexOf(a!, DATABASES)]!.query('SELECT id FROM operations WHERE id = $1', [fund.body.id]);
@@ -46,7 +48,10 @@ describe('sharded ledger', () => {
   });
 
   it('compensates: a refused destination on another shard releases the hold', async () => {
-    const [[a], [frozen], [eur]] = [...(await walletsInEveryDatabase(1)).slice(0, 2), ...(await walletsInEveryDatabase(1, 'EUR')).slice(2)];
+    const usd = await walletsInEveryDatabase(1);
+    const a = usd[0]![0];
+    const frozen = usd[1]![0];
+    const eur = (await walletsInEveryDatabase(1, 'EUR'))[2]![0];
     await t.api.waitTerminal(key, (await t.api.fund(key, a!, '1000')).body.id);
     await t.pools[databaseIndexOf(frozen!, DATABASES)]!.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [frozen]);
     const missing = `${frozen!.slice(0, 2)}${'0'.repeat(6)}-0000-4000-8000-000000000000`;
@@ -95,7 +100,7 @@ describe('sharded ledger', () => {
   });
 
   it('answers the balance at a past instant from the entries', async () => {
-    const [[a]] = await walletsInEveryDatabase(1);
+    const a = (await walletsInEveryDatabase(1))[0]![0];
     await t.api.waitTerminal(key, (await t.api.fund(key, a!, '100')).body.id);
     await new Promise((r) => setTimeout(r, 20));
     const between = new Date().toISOString();

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
-import { createTestEnv, type TestEnv } from './support/env.ts';
+import { createTestEnv, waitForLog, type TestEnv } from './support/env.ts';
 
 let t: TestEnv;
 beforeAll(async () => {
@@ -20,7 +20,8 @@ async function exitCode(child: ChildProcess, timeoutMs: number): Promise<number 
 
 it('a worker told SIGTERM under load finishes its in-flight jobs and exits 0', async () => {
   const key = await t.api.adminKey();
-  const worker = t.spawnWorker({ WORKER_CONCURRENCY: '4' });
+  const worker = t.spawnWorker({ WORKER_CONCURRENCY: '4', LOG_LEVEL: 'info' });
+  await waitForLog(worker, 'worker started');
   const [a, b] = await Promise.all([t.api.wallet(key), t.api.wallet(key)]);
   await t.api.waitTerminal(key, (await t.api.fund(key, a, '100000')).body.id);
   const ops = await Promise.all(Array.from({ length: 200 }, () => t.api.transfer(key, a, b, '1')));
@@ -38,9 +39,9 @@ it('a worker told SIGTERM under load finishes its in-flight jobs and exits 0', a
 });
 
 it('api and relay exit 0 on SIGTERM', async () => {
-  const api = t.spawnProcess('api', { PORT: '0' });
-  const relay = t.spawnProcess('relay');
-  await new Promise((r) => setTimeout(r, 2500));
+  const api = t.spawnProcess('api', { PORT: '0', LOG_LEVEL: 'info' });
+  const relay = t.spawnProcess('relay', { LOG_LEVEL: 'info' });
+  await Promise.all([waitForLog(api, 'api listening'), waitForLog(relay, 'relay active')]);
   relay.kill('SIGTERM');
   api.kill('SIGTERM');
   expect(await exitCode(relay, 15_000)).toBe(0);

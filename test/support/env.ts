@@ -196,8 +196,15 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       const child = spawn(process.execPath, ['--import', 'tsx', ENTRIES[entry]], {
         cwd: ROOT,
         env: { PATH: process.env.PATH ?? '', ...env, ...extraEnv },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', 'pipe', 'inherit'],
       });
+      // Keep the last log lines (and keep the pipe drained so the child never blocks on it).
+      const lines: string[] = [];
+      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+        lines.push(...chunk.split('\n').filter(Boolean));
+        if (lines.length > 200) lines.splice(0, lines.length - 200);
+      });
+      (child as ChildProcess & { logLines: string[] }).logLines = lines;
       children.add(child);
       child.on('exit', () => children.delete(child));
       return child;
@@ -271,4 +278,15 @@ export async function systemViolations(pools: pg.Pool[]): Promise<string[]> {
   const mismatched = [...crossShard].filter((id) => credited.has(id) !== succeeded.has(id));
   if (mismatched.length > 0) problems.push(`cross-shard credits disagree with outcomes: ${mismatched.join(', ')}`);
   return problems;
+}
+
+/** Resolves when a spawned process has logged a line containing `message` (pino JSON). */
+export async function waitForLog(child: ChildProcess, message: string, timeoutMs = 30_000): Promise<void> {
+  const lines = (child as ChildProcess & { logLines?: string[] }).logLines ?? [];
+  const deadline = Date.now() + timeoutMs;
+  while (!lines.some((l) => l.includes(`"msg":"${message}"`))) {
+    if (Date.now() > deadline) throw new Error(`no "${message}" in the child's log`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`child exited before "${message}"`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
