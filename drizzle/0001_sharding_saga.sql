@@ -1,3 +1,8 @@
+CREATE TABLE "fenced_shards" (
+	"logical_shard" smallint PRIMARY KEY NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
 CREATE TABLE "idempotency_keys" (
 	"client_id" uuid NOT NULL,
 	"key" text NOT NULL,
@@ -9,10 +14,17 @@ CREATE TABLE "idempotency_keys" (
 --> statement-breakpoint
 CREATE TABLE "saga_credits" (
 	"operation_id" uuid PRIMARY KEY NOT NULL,
+	"wallet_id" uuid NOT NULL,
 	"outcome" text NOT NULL,
 	"failure_code" text,
 	"failure_message" text,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "shard_assignments" (
+	"logical_shard" smallint PRIMARY KEY NOT NULL,
+	"database_index" smallint NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
 CREATE TABLE "transfer_sagas" (

@@ -17,6 +17,8 @@ const schema = z
     DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/ledgerline'),
     /** One URL per physical database; logical shard s lives in database floor(s*N/256). */
     SHARD_DATABASE_URLS: csv.optional(),
+    /** How often every process reloads the moved-shard map from the control database. */
+    SHARD_MAP_REFRESH_MS: intFrom(1000, 50),
     PG_POOL_MAX: intFrom(20, 1),
     PG_CONNECTION_TIMEOUT_MS: intFrom(5000, 1),
     PG_IDLE_TIMEOUT_MS: intFrom(30_000, 0),

@@ -1,6 +1,7 @@
 import type { Request, Response } from 'express';
 import { enqueueSettlement } from '../jobs/catalog.ts';
 import { claimIdempotencyKey, insertOperation, type NewOperation } from '../db/repositories/operations.ts';
+import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { findClientWallet, type WalletRow } from '../db/repositories/wallets.ts';
 import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
@@ -52,7 +53,10 @@ export async function acceptOperation(
   try {
     const database = ctx.shards.forId(spec.ownedWalletId);
     const wallet = await findClientWallet(database.db, client.id, spec.ownedWalletId);
-    if (!wallet) throw new WalletNotFound(spec.ownedWalletId);
+    if (!wallet) {
+      await assertNotFenced(database.db, [spec.ownedWalletId]);
+      throw new WalletNotFound(spec.ownedWalletId);
+    }
 
     // Postgres is the truth: the key's home database names one operation id per (client, key).
     const key = await claimIdempotencyKey(ctx.shards.forIdempotencyKey(client.id, spec.idempotencyKey).db, {

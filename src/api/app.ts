@@ -3,6 +3,7 @@ import express, { type ErrorRequestHandler, type NextFunction, type Request, typ
 import { pinoHttp } from 'pino-http';
 import { DomainError } from '../domain/errors.ts';
 import { sqlState } from '../db/errors.ts';
+import { SHARD_FENCED } from '../db/shard-router.ts';
 import { clientAuth } from './auth.ts';
 import type { ApiContext } from './context.ts';
 import { isErrorCode } from './error-map.ts';
@@ -19,7 +20,7 @@ const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 /** Failures that mean a dependency is away, not a bug: answered 503, retry later. */
 function isUnavailable(err: unknown): boolean {
   const state = sqlState(err);
-  if (state && (state.startsWith('08') || state.startsWith('57P') || state === '53300')) return true;
+  if (state && (state.startsWith('08') || state.startsWith('57P') || state === '53300' || state === SHARD_FENCED)) return true;
   const message = err instanceof Error ? err.message : '';
   const code = (err as { code?: string } | undefined)?.code;
   return (

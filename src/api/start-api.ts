@@ -20,6 +20,9 @@ export interface RunningApi {
 /** Wires the API process (pools, Redis, queue, Kafka probe) and listens on `config.PORT`. */
 export async function startApi(config: Config, logger: Logger): Promise<RunningApi> {
   const shards = ShardRouter.open(config, 'ledgerline-api');
+  await shards.refresh().catch((err: unknown) => logger.warn({ err }, 'shard map not loaded yet'));
+  const stopMap = new AbortController();
+  const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, logger, stopMap.signal);
   const redis = createFastFailRedis(config);
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   const queueConnection = createFastFailRedis(config);
@@ -62,6 +65,8 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      stopMap.abort();
+      await mapping;
       await waiter.close();
       await queue.close();
       await Promise.all([redis.quit(), queueConnection.quit()]).catch(() => {});

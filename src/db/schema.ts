@@ -7,6 +7,7 @@ import {
   jsonb,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -132,7 +133,9 @@ export const ledgerEntries = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    uniqueIndex('ledger_entries_operation_leg_uq').on(t.operationId, t.leg),
+    // One debit and one credit per operation per wallet: the same operation's legs in one
+    // database may include a wallet that arrived from another database by a shard move.
+    uniqueIndex('ledger_entries_operation_wallet_leg_uq').on(t.operationId, t.walletId, t.leg),
     uniqueIndex('ledger_entries_id_uq').on(t.id),
     index('ledger_entries_wallet_seq_idx').on(t.walletId, t.seq),
     check('ledger_entries_sign', sql`(${t.leg} = 'debit' AND ${t.amount} < 0) OR (${t.leg} = 'credit' AND ${t.amount} > 0)`),
@@ -180,6 +183,8 @@ export const transferSagas = pgTable('transfer_sagas', {
  */
 export const sagaCredits = pgTable('saga_credits', {
   operationId: uuid('operation_id').primaryKey(),
+  /** The destination wallet: the record moves with it when its shard moves. */
+  walletId: uuid('wallet_id').notNull(),
   outcome: text('outcome', { enum: ['credited', 'rejected'] }).notNull(),
   failureCode: text('failure_code'),
   failureMessage: text('failure_message'),
@@ -202,3 +207,34 @@ export const idempotencyKeys = pgTable(
   },
   (t) => [primaryKey({ columns: [t.clientId, t.key] })],
 );
+
+/**
+ * Logical shards assigned to a database other than the default rule floor(s*N/256), written by
+ * the shard-move command. Lives in the control database; every process reloads it.
+ */
+export const shardAssignments = pgTable('shard_assignments', {
+  logicalShard: smallint('logical_shard').primaryKey(),
+  databaseIndex: smallint('database_index').notNull(),
+  updatedAt: updatedAt(),
+});
+
+/**
+ * Logical shards this database must not write: being moved away, or moved away. A trigger
+ * refuses writes to their rows (SQLSTATE LL001), so a process with a stale shard map cannot
+ * write to the old database.
+ */
+export const fencedShards = pgTable('fenced_shards', {
+  logicalShard: smallint('logical_shard').primaryKey(),
+  createdAt: createdAt(),
+});
+
+/** Shard moves, in the control database: a crashed move is resumed by running the command again. */
+export const shardMoves = pgTable('shard_moves', {
+  id: uuid('id').primaryKey(),
+  logicalShard: smallint('logical_shard').notNull(),
+  fromDatabase: smallint('from_database').notNull(),
+  toDatabase: smallint('to_database').notNull(),
+  state: text('state', { enum: ['copying', 'switched', 'done'] }).notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});

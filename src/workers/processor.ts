@@ -2,7 +2,8 @@ import type { Job, Processor, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { operationSettledChannel } from '../api/operation-waiter.ts';
 import { findOperation } from '../db/repositories/operations.ts';
-import type { ShardRouter } from '../db/shard-router.ts';
+import { sqlState } from '../db/errors.ts';
+import { SHARD_FENCED, type ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, enqueueSagaStep, jobPayloads, type JobName } from '../jobs/catalog.ts';
 import { settleOperation } from './settle-operation.ts';
@@ -115,6 +116,12 @@ export function createProcessor(deps: WorkerDeps): Processor {
     if (!handler) throw new Error(`unknown job name ${job.name}`);
     const { operationId } = jobPayloads[name].parse(job.data);
     const log = deps.logger.child({ operationId, job: name, jobId: job.id, attempt: job.attemptsMade + 1 });
-    return handler(operationId, deps, log);
+    try {
+      return await handler(operationId, deps, log);
+    } catch (err) {
+      // A shard moved: reload the map now; the retry then goes to the shard's new database.
+      if (sqlState(err) === SHARD_FENCED) await deps.shards.refresh().catch(() => {});
+      throw err;
+    }
   };
 }

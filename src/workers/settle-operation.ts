@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.ts';
 import { retryOnConflict } from '../db/errors.ts';
+import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { ledgerEntries, operations, outbox, wallets } from '../db/schema.ts';
 import { planFund, planTransfer, type Plan, type PlannedEntry, type WalletState } from '../domain/ledger.ts';
 import { isTerminal, operationView } from '../domain/operation-view.ts';
@@ -114,7 +115,10 @@ export async function settleOperation(db: Db, operationId: string): Promise<Sett
   return retryOnConflict(() =>
     db.transaction(async (tx) => {
       const [op] = await tx.select().from(operations).where(eq(operations.id, operationId)).for('update');
-      if (!op) return { outcome: 'missing' } as const;
+      if (!op) {
+        await assertNotFenced(tx, [operationId]);
+        return { outcome: 'missing' } as const;
+      }
       if (op.status === 'succeeded' || op.status === 'failed') {
         return { outcome: 'already_terminal', status: op.status } as const;
       }
@@ -123,6 +127,7 @@ export async function settleOperation(db: Db, operationId: string): Promise<Sett
       // LockRows sits above the sort, so rows are locked in id order: no lock-order deadlocks.
       const locked = await tx.select().from(wallets).where(inArray(wallets.id, ids)).orderBy(wallets.id).for('update');
       const byId = new Map(locked.map((w) => [w.id, w]));
+      await assertNotFenced(tx, ids.filter((id) => !byId.has(id))); // missing, or moved away?
 
       let plan: Plan;
       if (op.type === 'fund') {

@@ -25,6 +25,7 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
     ...(faultPoint ? { faultPoint } : {}),
   });
   const stop = new AbortController();
+  const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, logger, stop.signal);
   const reconciling = runReconciler(
     shards,
     queue,
@@ -38,6 +39,7 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
       stop.abort();
       await worker.close(); // waits for in-flight jobs
       await reconciling;
+      await mapping;
       await queue.close();
       await Promise.all([connection.quit(), queueConnection.quit(), publisher.quit()]).catch(() => {});
       await shards.close();

@@ -11,6 +11,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { retryOnConflict } from '../db/errors.ts';
+import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { operations, sagaCredits, transferSagas, wallets } from '../db/schema.ts';
 import { checkCredit, checkDebit, planClearingLeg } from '../domain/ledger.ts';
 import { finishOperation, internalAccount, toWalletState, writeEntries } from './settle-operation.ts';
@@ -31,7 +32,10 @@ export async function holdFunds(db: Db, operationId: string): Promise<HoldResult
   return retryOnConflict(() =>
     db.transaction(async (tx): Promise<HoldResult> => {
       const [op] = await tx.select().from(operations).where(eq(operations.id, operationId)).for('update');
-      if (!op) return { step: 'missing' };
+      if (!op) {
+        await assertNotFenced(tx, [operationId]);
+        return { step: 'missing' };
+      }
       if (op.status === 'succeeded' || op.status === 'failed') return { step: 'terminal', status: op.status };
       const [saga] = await tx.select().from(transferSagas).where(eq(transferSagas.operationId, op.id));
       if (saga) return { step: 'held', fresh: false };
@@ -39,6 +43,7 @@ export async function holdFunds(db: Db, operationId: string): Promise<HoldResult
       const [from] = op.fromWalletId
         ? await tx.select().from(wallets).where(eq(wallets.id, op.fromWalletId)).for('update')
         : [];
+      if (!from && op.fromWalletId) await assertNotFenced(tx, [op.fromWalletId]);
       const now = new Date();
       const check = checkDebit(from && toWalletState(from), op.amount, op.currency);
       if (!check.ok || !from) {
@@ -64,12 +69,14 @@ export async function creditDestination(db: Db, op: OperationRow): Promise<Credi
       if (done) return recorded(done);
 
       const [to] = await tx.select().from(wallets).where(eq(wallets.id, op.toWalletId)).for('update');
+      if (!to) await assertNotFenced(tx, [op.toWalletId]); // missing, or moved away?
       const check = checkCredit(to && toWalletState(to), op.amount, op.currency);
       const now = new Date();
       if (!check.ok || !to) {
         const refusal = check.ok ? { code: 'wallet_not_found', message: 'the destination wallet does not exist' } : check;
         await tx.insert(sagaCredits).values({
           operationId: op.id,
+          walletId: op.toWalletId,
           outcome: 'rejected',
           failureCode: refusal.code,
           failureMessage: refusal.message,
@@ -81,7 +88,7 @@ export async function creditDestination(db: Db, op: OperationRow): Promise<Credi
       const plan = planClearingLeg('destination', to.id, clearing.id, op.amount);
       if (!plan.ok) throw new Error('clearing leg cannot fail');
       await writeEntries(tx, op.id, plan.entries, new Map([[to.id, to], [clearing.id, clearing]]), now);
-      await tx.insert(sagaCredits).values({ operationId: op.id, outcome: 'credited', createdAt: now });
+      await tx.insert(sagaCredits).values({ operationId: op.id, walletId: to.id, outcome: 'credited', createdAt: now });
       return { outcome: 'credited' };
     }),
   );

@@ -226,23 +226,28 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   return self;
 }
 
-/** Books check straight from SQL: returns the violations found (empty when the ledger is sound). */
-export async function ledgerViolations(pool: pg.Pool): Promise<string[]> {
+/** Checks that hold in each database on its own, whatever moved between databases. */
+async function databaseViolations(pool: pg.Pool): Promise<string[]> {
   const problems: string[] = [];
   const neg = await pool.query(`SELECT id FROM wallets WHERE kind = 'customer' AND (balance < 0 OR balance - held < 0)`);
   if (neg.rowCount) problems.push(`negative balances: ${neg.rows.map((r) => r.id).join(', ')}`);
   const mismatch = await pool.query(`
-    SELECT w.id, w.balance, COALESCE(SUM(e.amount), 0) AS sum
-    FROM wallets w LEFT JOIN ledger_entries e ON e.wallet_id = w.id
+    SELECT w.id FROM wallets w LEFT JOIN ledger_entries e ON e.wallet_id = w.id
     WHERE w.kind = 'customer' GROUP BY w.id HAVING w.balance <> COALESCE(SUM(e.amount), 0)`);
   if (mismatch.rowCount) problems.push(`balance != sum of entries: ${JSON.stringify(mismatch.rows.map((r) => r.id))}`);
   const total = await pool.query(`SELECT COALESCE(SUM(amount), 0) AS total FROM ledger_entries`);
   if (BigInt(total.rows[0].total) !== 0n) problems.push(`entries do not sum to zero: ${total.rows[0].total}`);
+  return problems;
+}
+
+/** Books check of one database holding every operation's entries (no shards moved). */
+export async function ledgerViolations(pool: pg.Pool): Promise<string[]> {
+  const problems = await databaseViolations(pool);
   const unbalancedOps = await pool.query(`
     SELECT operation_id FROM ledger_entries GROUP BY operation_id HAVING SUM(amount) <> 0 OR COUNT(*) <> 2`);
   if (unbalancedOps.rowCount) problems.push(`operations with unbalanced entries: ${unbalancedOps.rowCount}`);
   const entriesVsStatus = await pool.query(`
-    SELECT o.id, o.status, COUNT(e.seq) AS n FROM operations o LEFT JOIN ledger_entries e ON e.operation_id = o.id
+    SELECT o.id FROM operations o LEFT JOIN ledger_entries e ON e.operation_id = o.id
     GROUP BY o.id HAVING (o.status = 'succeeded') <> (COUNT(e.seq) = 2) OR (o.status <> 'succeeded' AND COUNT(e.seq) > 0)`);
   if (entriesVsStatus.rowCount) problems.push(`succeeded operations are not exactly those with entries: ${entriesVsStatus.rowCount}`);
   return problems;
@@ -258,7 +263,24 @@ export const databaseIndexOf = (id: string, n: number) => Math.floor((Number.par
  */
 export async function systemViolations(pools: pg.Pool[]): Promise<string[]> {
   const problems: string[] = [];
-  for (const [i, pool] of pools.entries()) problems.push(...(await ledgerViolations(pool)).map((p) => `db${i}: ${p}`));
+  for (const [i, pool] of pools.entries()) problems.push(...(await databaseViolations(pool)).map((p) => `db${i}: ${p}`));
+  // Per operation, over all databases: entries sum to zero; succeeded operations have two
+  // entries (one database) or four (cross-shard: two per side); failed ones none.
+  const sums = new Map<string, { sum: bigint; n: number }>();
+  const statuses = new Map<string, string>();
+  for (const pool of pools) {
+    for (const r of (await pool.query(`SELECT operation_id, SUM(amount)::text AS s, COUNT(*)::int AS n FROM ledger_entries GROUP BY 1`)).rows) {
+      const acc = sums.get(r.operation_id) ?? { sum: 0n, n: 0 };
+      sums.set(r.operation_id, { sum: acc.sum + BigInt(r.s), n: acc.n + r.n });
+    }
+    for (const r of (await pool.query(`SELECT id, status FROM operations`)).rows) statuses.set(r.id, r.status);
+  }
+  const unbalanced = [...sums].filter(([, v]) => v.sum !== 0n);
+  if (unbalanced.length > 0) problems.push(`operations whose entries do not sum to zero: ${unbalanced.length}`);
+  for (const [id, status] of statuses) {
+    const n = sums.get(id)?.n ?? 0;
+    if (status === 'succeeded' ? n !== 2 && n !== 4 : n !== 0) problems.push(`operation ${id} is ${status} with ${n} entries`);
+  }
   let clearing = 0n;
   const credited = new Set<string>();
   const succeeded = new Set<string>();
@@ -279,6 +301,7 @@ export async function systemViolations(pools: pg.Pool[]): Promise<string[]> {
   if (mismatched.length > 0) problems.push(`cross-shard credits disagree with outcomes: ${mismatched.join(', ')}`);
   return problems;
 }
+
 
 /** Resolves when a spawned process has logged a line containing `message` (pino JSON). */
 export async function waitForLog(child: ChildProcess, message: string, timeoutMs = 30_000): Promise<void> {

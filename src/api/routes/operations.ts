@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import { findOperation, type OperationRow } from '../../db/repositories/operations.ts';
+import { assertNotFenced } from '../../db/repositories/shard-fences.ts';
 import { OperationNotFound } from '../../domain/errors.ts';
 import { isTerminal, operationView } from '../../domain/operation-view.ts';
 import { requireClient } from '../auth.ts';
@@ -20,6 +21,7 @@ export function operationRoutes(ctx: ApiContext): Router {
     const db = ctx.shards.forId(id).db;
     const read = async (): Promise<OperationRow> => {
       const op = await findOperation(db, id);
+      if (!op) await assertNotFenced(db, [id]); // moved away: 503, retry
       if (!op || op.clientId !== client.id) throw new OperationNotFound(id);
       return op;
     };

@@ -1,5 +1,7 @@
 import { Router } from 'express';
 import { balanceAt, createWallet, findClientWallet, listEntries, walletView, type EntryRow } from '../../db/repositories/wallets.ts';
+import type { Db } from '../../db/client.ts';
+import { assertNotFenced } from '../../db/repositories/shard-fences.ts';
 import { WalletNotFound } from '../../domain/errors.ts';
 import { newWalletId } from '../../domain/ids.ts';
 import { requireClient } from '../auth.ts';
@@ -29,6 +31,12 @@ function decodeCursor(cursor: string): bigint {
   return BigInt(text);
 }
 
+/** 404 for a wallet that is not there, unless its shard moved away (then 503: retry). */
+async function notFound(db: Db, id: string): Promise<never> {
+  await assertNotFenced(db, [id]);
+  throw new WalletNotFound(id);
+}
+
 export function walletRoutes(ctx: ApiContext): Router {
   const router = Router();
 
@@ -49,8 +57,9 @@ export function walletRoutes(ctx: ApiContext): Router {
   router.get('/v1/wallets/:id', async (req, res) => {
     const client = requireClient(req);
     const { id } = validate(WalletIdParams, req.params, 'params');
-    const wallet = await findClientWallet(ctx.shards.forId(id).db, client.id, id);
-    if (!wallet) throw new WalletNotFound(id);
+    const db = ctx.shards.forId(id).db;
+    const wallet = await findClientWallet(db, client.id, id);
+    if (!wallet) return notFound(db, id);
     res.json(walletView(wallet));
   });
 
@@ -60,7 +69,7 @@ export function walletRoutes(ctx: ApiContext): Router {
     const { at } = validate(BalanceQuery, req.query, 'query');
     const db = ctx.shards.forId(id).db;
     const wallet = await findClientWallet(db, client.id, id);
-    if (!wallet) throw new WalletNotFound(id);
+    if (!wallet) return notFound(db, id);
     const instant = at ?? new Date();
     const balance = await balanceAt(db, id, instant);
     res.json({ walletId: id, currency: wallet.currency, balance: balance.toString(), at: instant.toISOString() });
@@ -72,7 +81,7 @@ export function walletRoutes(ctx: ApiContext): Router {
     const query = validate(EntriesQuery, req.query, 'query');
     const db = ctx.shards.forId(id).db;
     const wallet = await findClientWallet(db, client.id, id);
-    if (!wallet) throw new WalletNotFound(id);
+    if (!wallet) return notFound(db, id);
     const rows = await listEntries(db, id, query.limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
