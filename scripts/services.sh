@@ -78,6 +78,26 @@ svc_pg_local_sql() {
 }
 svc_pg_login() { psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc 'select 1' >/dev/null 2>&1; }
 
+# The test suite runs several worlds at once, each with pools on up to four shard databases, and
+# the shard-move test adds a process of its own: Debian's default of 100 connections is too few.
+SVC_PG_MIN_CONNECTIONS=${SVC_PG_MIN_CONNECTIONS:-300}
+svc_pg_connections() {
+  local current line ver name
+  current=$(psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc 'show max_connections' 2>/dev/null) || return 0
+  ((current >= SVC_PG_MIN_CONNECTIONS)) && return 0
+  line=$(pg_lsclusters --no-header 2>/dev/null | awk -v p="$SVC_PG_PORT" '$3 == p { print; exit }')
+  [[ -n "$line" ]] || { svc_say "postgres: max_connections is $current (< $SVC_PG_MIN_CONNECTIONS); not a Debian cluster, left alone"; return 0; }
+  read -r ver name _ <<<"$line"
+  svc_say "postgres: raising max_connections from $current to $SVC_PG_MIN_CONNECTIONS (restarts $ver/$name)"
+  psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -qc "ALTER SYSTEM SET max_connections = $SVC_PG_MIN_CONNECTIONS" \
+    || svc_die "postgres: ALTER SYSTEM failed"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" restart </dev/null >"$SVC_RUN_DIR/postgres-restart.log" 2>&1 \
+    || svc_die "postgres: restart failed (see $SVC_RUN_DIR/postgres-restart.log)"
+  local i
+  for ((i = 0; i < 60; i++)); do svc_pg_ready && return 0; sleep 0.5; done
+  svc_die "postgres: not back after the restart"
+}
+
 svc_ensure_postgres() {
   if svc_pg_ready; then
     svc_say "postgres: already running on 127.0.0.1:$SVC_PG_PORT"
@@ -266,6 +286,7 @@ svc_ensure() {
   mkdir -p "$SVC_RUN_DIR"
   svc_install_missing
   svc_ensure_postgres
+  svc_pg_connections
   svc_ensure_redis
   svc_ensure_kafka
 }

@@ -13,6 +13,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, ne } from 'drizzle-orm';
 import type pg from 'pg';
+import { retryOnConflict } from './errors.ts';
 import type { Logger } from '../infra/logger.ts';
 import { shardAssignments, shardMoves } from './schema.ts';
 import type { ShardRouter } from './shard-router.ts';
@@ -72,8 +73,9 @@ async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>
   }
 }
 
+/** One transaction; run again on deadlock or serialization failure (it does nothing then). */
 async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  return withClient(pool, async (c) => {
+  return retryOnConflict(() => withClient(pool, async (c) => {
     await c.query('BEGIN');
     try {
       const result = await fn(c);
@@ -83,7 +85,7 @@ async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise
       await c.query('ROLLBACK').catch(() => {});
       throw err;
     }
-  });
+  }), 10);
 }
 
 /** The clearing account of a currency in a database (created on first use). */

@@ -1,6 +1,7 @@
 import type { Job, Processor, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { operationSettledChannel } from '../api/operation-waiter.ts';
+import type { Database } from '../db/client.ts';
 import { findOperation } from '../db/repositories/operations.ts';
 import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED, type ShardRouter } from '../db/shard-router.ts';
@@ -29,10 +30,14 @@ async function announce(deps: WorkerDeps, operationId: string, log: Logger): Pro
     .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
 }
 
-/** Fund, and transfers whose wallets share a database: one transaction. */
-async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
+/**
+ * Fund, and transfers whose wallets share a database: one transaction, in `database` as the
+ * caller routed it. (Routing again here could use a newer shard map than the caller's decision
+ * that the wallets share a database; the old database's fence makes the caller's choice safe.)
+ */
+async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger, database: Database): Promise<unknown> {
   await deps.faultPoint?.('before-settle', operationId);
-  const result = await settleOperation(deps.shards.forId(operationId).db, operationId);
+  const result = await settleOperation(database.db, operationId);
   await deps.faultPoint?.('after-settle', operationId);
   if (result.outcome === 'missing') {
     log.error('operation not found; dropping job'); // the API commits before it enqueues
@@ -67,8 +72,11 @@ async function creditAndSettle(operationId: string, deps: WorkerDeps, log: Logge
 async function settleTransfer(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
   const source = deps.shards.forId(operationId);
   const op = await findOperation(source.db, operationId);
-  if (!op?.fromWalletId || deps.shards.forId(op.toWalletId) === source || op.fromWalletId === op.toWalletId) {
-    return settleInOneTransaction(operationId, deps, log);
+  // A transfer whose saga has begun (`processing`) finishes as a saga, even if a shard move
+  // has since put both wallets in one database.
+  const oneDatabase = deps.shards.forId(op?.toWalletId ?? operationId) === source || op?.fromWalletId === op?.toWalletId;
+  if (!op?.fromWalletId || (op.status !== 'processing' && oneDatabase)) {
+    return settleInOneTransaction(operationId, deps, log, source);
   }
   const hold = await holdFunds(source.db, operationId);
   await deps.faultPoint?.('after-hold', operationId);
@@ -100,7 +108,7 @@ async function sagaSettle(operationId: string, deps: WorkerDeps, log: Logger): P
 
 /** One processor per job name in the catalog. */
 export const handlers: Record<JobName, Handler> = {
-  'settle-fund': settleInOneTransaction,
+  'settle-fund': (operationId, deps, log) => settleInOneTransaction(operationId, deps, log, deps.shards.forId(operationId)),
   'settle-transfer': settleTransfer,
   'saga-credit': sagaCredit,
   'saga-settle': sagaSettle,

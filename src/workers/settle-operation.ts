@@ -122,6 +122,9 @@ export async function settleOperation(db: Db, operationId: string): Promise<Sett
       if (op.status === 'succeeded' || op.status === 'failed') {
         return { outcome: 'already_terminal', status: op.status } as const;
       }
+      if (op.type === 'transfer' && op.status === 'processing') {
+        throw new Error(`transfer ${op.id} has a cross-shard saga in flight; it settles through the saga`);
+      }
 
       const ids = [...new Set([op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null))].sort();
       // LockRows sits above the sort, so rows are locked in id order: no lock-order deadlocks.

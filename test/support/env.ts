@@ -174,7 +174,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   if (options.worker ?? true) start(startWorker)();
   if (options.relay) start(startRelay)();
 
-  const pools = urls.map((url) => new pg.Pool({ connectionString: url, max: 4 }));
+  const pools = urls.map((url) => new pg.Pool({ connectionString: url, max: 3 }));
   for (const p of pools) p.on('error', () => {}); // DROP DATABASE ... FORCE at close ends its sessions
   const pool = pools[0]!;
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
