@@ -91,7 +91,12 @@ describe('sharded ledger', () => {
       await source.pool.end();
       expect((await quiet.api.request('GET', `/v1/wallets/${a}`, { key: k })).body).toMatchObject({ balance: '1000', available: '700' });
       expect((await quiet.api.request('GET', `/v1/operations/${tr.body.id}`, { key: k })).body.status).toBe('processing');
-      quiet.startWorker(); // the reconciler resumes the held saga
+      // Lose every job, as a Redis wipe would: only the reconciler can find the stuck saga now.
+      const { Queue } = await import('bullmq');
+      const queue = new Queue('settlement', { connection: quiet.redis, prefix: quiet.config.REDIS_PREFIX });
+      await queue.obliterate({ force: true });
+      await queue.close();
+      quiet.startWorker();
       expect((await quiet.api.waitTerminal(k, tr.body.id)).status).toBe('succeeded');
       expect((await quiet.api.request('GET', `/v1/wallets/${a}`, { key: k })).body).toMatchObject({ balance: '700', available: '700' });
     } finally {
