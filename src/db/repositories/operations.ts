@@ -12,15 +12,15 @@ export type NewOperation = typeof operations.$inferInsert;
 export async function claimIdempotencyKey(
   db: Db,
   claim: { clientId: string; key: string; requestHash: string; operationId: string },
-): Promise<{ operationId: string; requestHash: string; claimed: boolean }> {
+): Promise<{ operationId: string; requestHash: string }> {
   const [inserted] = await db.insert(idempotencyKeys).values(claim).onConflictDoNothing().returning();
-  if (inserted) return { operationId: inserted.operationId, requestHash: inserted.requestHash, claimed: true };
+  if (inserted) return { operationId: inserted.operationId, requestHash: inserted.requestHash };
   const [existing] = await db
     .select()
     .from(idempotencyKeys)
     .where(and(eq(idempotencyKeys.clientId, claim.clientId), eq(idempotencyKeys.key, claim.key)));
   if (!existing) throw new Error('idempotency key conflict without a row');
-  return { operationId: existing.operationId, requestHash: existing.requestHash, claimed: false };
+  return { operationId: existing.operationId, requestHash: existing.requestHash };
 }
 
 /**
