@@ -1,0 +1,381 @@
+/**
+ * `npm run bench`: throughput and latency of Ledgerline against plain Postgres, in one run on
+ * this machine. Phases:
+ *   accept      closed loop at the API (workers stopped): maximum 202/s, fills the queue
+ *   settle      workers started: how fast the queued transfers drain (settlement throughput)
+ *   fixed-rate  workers running, a fixed arrival rate: accept latency and end-to-end latency
+ *   baseline 1  a synchronous express + pg endpoint, one transaction per request
+ *   baseline 2  the same ledger transaction in a tight pg loop at 8 connections
+ * then checks the books and writes bench/results/<stamp>.{json,md,svg}.
+ * Options: --duration s --rate n --wallets n --skew uniform|hot --api n --workers n --connections n
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import cliProgress from 'cli-progress';
+import pg from 'pg';
+import { transferOnce } from './baselines/ledger-transaction.ts';
+
+const { values: opt } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '0' },
+    wallets: { type: 'string', default: '1000' },
+    skew: { type: 'string', default: 'uniform' },
+    api: { type: 'string', default: '1' },
+    workers: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '32' },
+  },
+});
+const DURATION = Number(opt.duration);
+const WALLETS = Number(opt.wallets);
+const SKEW = opt.skew === 'hot' ? 'hot' : 'uniform';
+const APIS = Number(opt.api);
+const WORKERS = Number(opt.workers);
+const CONNECTIONS = Number(opt.connections);
+const PG = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+const DB = 'ledgerline_bench';
+const BASE_DB = 'ledgerline_bench_baseline';
+const ADMIN = `bench-admin-${randomUUID()}`;
+const ROOT = new URL('..', import.meta.url).pathname;
+
+const bar = new cliProgress.SingleBar({ format: '{phase} |{bar}| {percentage}% {info}' }, cliProgress.Presets.shades_classic);
+const children: ChildProcess[] = [];
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function env(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    ADMIN_TOKEN: ADMIN,
+    DATABASE_URL: `${PG}/${DB}`,
+    REDIS_PREFIX: `bench:${process.pid}`,
+    PG_POOL_MAX: '20',
+    ...extra,
+  };
+}
+
+function start(entry: string, extra: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env: env(extra), stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
+
+async function waitHttp(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(url).then((r) => r.ok, () => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+async function freshDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: `${PG}/postgres` });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  execFileSync(process.execPath, ['--import', 'tsx', 'src/db/migrate-main.ts'], { cwd: ROOT, env: env({ DATABASE_URL: `${PG}/${name}` }) });
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+
+/** Picks a transfer: uniform, or hot (10 % of wallets take 90 % of transfers). */
+function picker(wallets: string[]) {
+  const hot = wallets.slice(0, Math.max(1, Math.floor(wallets.length / 10)));
+  const pick = () => (SKEW === 'hot' && Math.random() < 0.9 ? hot : wallets)[Math.floor(Math.random() * (SKEW === 'hot' ? hot.length : wallets.length))]!;
+  return () => {
+    const from = pick();
+    let to = pick();
+    while (to === from) to = wallets[Math.floor(Math.random() * wallets.length)]!;
+    return { fromWalletId: from, toWalletId: to, amount: String(1 + Math.floor(Math.random() * 100)) };
+  };
+}
+
+interface LoadResult {
+  requests: number;
+  ok: number;
+  rps: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number };
+}
+
+async function drive(
+  phase: string,
+  urls: string[],
+  path: string,
+  headers: Record<string, string>,
+  body: () => object,
+  options: { connections: number; rate?: number; okStatus: number },
+): Promise<LoadResult> {
+  bar.start(DURATION, 0, { phase, info: '' });
+  const tick = setInterval(() => bar.increment(1), 1000);
+  const results = await Promise.all(
+    urls.map(
+      (url) =>
+        autocannon({
+          url,
+          connections: Math.max(1, Math.floor(options.connections / urls.length)),
+          duration: DURATION,
+          ...(options.rate ? { overallRate: Math.max(1, Math.floor(options.rate / urls.length)) } : {}),
+          requests: [
+            {
+              method: 'POST',
+              path,
+              setupRequest: (req) => ({
+                ...req,
+                headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+                body: JSON.stringify(body()),
+              }),
+            },
+          ],
+        }) as Promise<autocannon.Result>,
+    ),
+  );
+  clearInterval(tick);
+  bar.update(DURATION, { info: 'done' });
+  bar.stop();
+  const requests = results.reduce((s, r) => s + r.requests.total, 0);
+  const ok = results.reduce((s, r) => s + (r.statusCodeStats?.[String(options.okStatus) as '200']?.count ?? 0), 0);
+  const worst = (k: 'p50' | 'p97_5' | 'p99' | 'max') => Math.max(...results.map((r) => r.latency[k]));
+  return {
+    requests,
+    ok,
+    rps: ok / DURATION,
+    latencyMs: { p50: worst('p50'), p95: worst('p97_5'), p99: worst('p99'), max: worst('max') },
+  };
+}
+
+async function main(): Promise<void> {
+  execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  log('preparing databases');
+  await freshDatabase(DB);
+  await freshDatabase(BASE_DB);
+  const db = new pg.Pool({ connectionString: `${PG}/${DB}`, max: 4 });
+
+  const ports = Array.from({ length: APIS }, (_, i) => 3700 + i);
+  const apis = ports.map((port) => start('src/api/server.ts', { PORT: String(port) }));
+  const relay = start('src/events/relay-main.ts');
+  await Promise.all(ports.map((p) => waitHttp(`http://127.0.0.1:${p}/healthz`)));
+  const urls = ports.map((p) => `http://127.0.0.1:${p}`);
+
+  const keyRes = await fetch(`${urls[0]}/admin/api-keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench', rateLimits: { createWallet: 1e9, fund: 1e9, transfer: 1e9, read: 1e9 } }),
+  });
+  const { key, id: clientId } = (await keyRes.json()) as { key: string; id: string };
+  const auth = { authorization: `Bearer ${key}` };
+
+  log(`creating ${WALLETS} wallets`);
+  const wallets: string[] = [];
+  for (let i = 0; i < WALLETS; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, WALLETS - i) }, () =>
+        fetch(`${urls[0]}/v1/wallets`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"currency":"USD"}' }).then(
+          (r) => r.json() as Promise<{ id: string }>,
+        ),
+      ),
+    );
+    wallets.push(...batch.map((w) => w.id));
+  }
+  // Seed balances directly (no workers yet): a fund per wallet, settled by the first worker run.
+  const seed = 1_000_000_000n;
+  await db.query(`UPDATE wallets SET balance = $1 WHERE kind = 'customer'`, [seed.toString()]);
+  await db.query(
+    `INSERT INTO wallets (id, kind, currency) VALUES (gen_random_uuid(), 'settlement', 'USD') ON CONFLICT DO NOTHING`,
+  );
+  await db.query(
+    `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after)
+     SELECT gen_random_uuid(), o, w.id, 'credit', $1, $1 FROM wallets w, gen_random_uuid() o WHERE w.kind = 'customer'`,
+    [seed.toString()],
+  );
+  await db.query(
+    `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount)
+     SELECT gen_random_uuid(), gen_random_uuid(), (SELECT id FROM wallets WHERE kind = 'settlement'), 'debit', -SUM(amount) FROM ledger_entries`,
+  );
+  const pick = picker(wallets);
+
+  // 1. Accept at the maximum rate, workers stopped: the queue fills.
+  const accept = await drive('accept (closed loop)', urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, okStatus: 202 });
+  const queued = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status = 'pending'`)).rows[0].count);
+
+  // 2. Settlement: start the workers and time the drain.
+  const workers = Array.from({ length: WORKERS }, () => start('src/workers/main.ts'));
+  const t0 = Date.now();
+  bar.start(queued, 0, { phase: 'settle (drain)', info: '' });
+  for (;;) {
+    const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending', 'processing')`)).rows[0].count);
+    bar.update(queued - open, { info: `${queued - open}/${queued}` });
+    if (open === 0) break;
+    await sleep(200);
+  }
+  bar.stop();
+  const settleSeconds = (Date.now() - t0) / 1000;
+  const settle = { operations: queued, seconds: settleSeconds, perSecond: queued / settleSeconds };
+
+  // 3. Fixed arrival rate with workers running: accept latency and submit → terminal.
+  const rate = Number(opt.rate) || Math.max(50, Math.floor(accept.rps / 2));
+  const phaseStart = new Date();
+  const fixed = await drive(`fixed rate ${rate}/s`, urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, rate, okStatus: 202 });
+  for (let i = 0; i < 600; i++) {
+    const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending','processing')`)).rows[0].count);
+    if (open === 0) break;
+    await sleep(100);
+  }
+  const e2eRows = (
+    await db.query<{ ms: number }>(
+      `SELECT EXTRACT(EPOCH FROM (completed_at - created_at)) * 1000 AS ms FROM operations WHERE created_at >= $1 AND completed_at IS NOT NULL ORDER BY 1`,
+      [phaseStart],
+    )
+  ).rows.map((r) => Number(r.ms));
+  const span = await db.query(`SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`, [phaseStart]);
+  const e2e = {
+    operations: Number(span.rows[0].n),
+    perSecond: Number(span.rows[0].n) / Number(span.rows[0].s),
+    latencyMs: { p50: pct(e2eRows, 50), p95: pct(e2eRows, 95), p99: pct(e2eRows, 99), max: e2eRows.at(-1) ?? 0 },
+  };
+
+  for (const c of [...apis, ...workers, relay]) await stop(c);
+
+  // The books: a fast wrong run is a failed run.
+  const books = await db.query(`
+    SELECT
+      (SELECT COUNT(*) FROM wallets WHERE kind = 'customer' AND balance < 0) AS negative,
+      (SELECT COUNT(*) FROM (SELECT w.id FROM wallets w LEFT JOIN ledger_entries e ON e.wallet_id = w.id WHERE w.kind = 'customer'
+         GROUP BY w.id HAVING w.balance <> COALESCE(SUM(e.amount), 0)) x) AS mismatched,
+      (SELECT COALESCE(SUM(amount), 0) FROM ledger_entries) AS total,
+      (SELECT COALESCE(SUM(balance), 0) FROM wallets WHERE kind = 'customer') AS held,
+      (SELECT COUNT(*) FROM operations WHERE status IN ('pending', 'processing')) AS open`);
+  const b = books.rows[0];
+  const booksOk = Number(b.negative) === 0 && Number(b.mismatched) === 0 && BigInt(b.total) === 0n && BigInt(b.held) === seed * BigInt(WALLETS) && Number(b.open) === 0;
+  await db.end();
+
+  // Baselines on a copy of the schema with the same wallets.
+  const base = new pg.Pool({ connectionString: `${PG}/${BASE_DB}`, max: 30 });
+  await base.query(`INSERT INTO clients (id, name) VALUES ($1, 'bench')`, [clientId]);
+  await base.query(`INSERT INTO wallets (id, kind, client_id, currency, balance) SELECT id, 'customer', $1, 'USD', $2 FROM unnest($3::uuid[]) id`, [
+    clientId,
+    seed.toString(),
+    wallets,
+  ]);
+  const sync = spawn(process.execPath, ['--import', 'tsx', 'bench/baselines/sync-server.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, DATABASE_URL: `${PG}/${BASE_DB}`, PORT: '3799', CLIENT_ID: clientId },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(sync);
+  await sleep(1500);
+  const baseline1 = await drive('baseline 1: sync express+pg', ['http://127.0.0.1:3799'], '/transfer', {}, pick, { connections: CONNECTIONS, okStatus: 200 });
+  await stop(sync);
+
+  bar.start(DURATION, 0, { phase: 'baseline 2: pg loop x8', info: '' });
+  const until = Date.now() + DURATION * 1000;
+  let loopCount = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      const client = await base.connect();
+      while (Date.now() < until) {
+        const t = pick();
+        await transferOnce(client, { clientId, from: t.fromWalletId, to: t.toWalletId, amount: BigInt(t.amount) }).then(
+          () => loopCount++,
+          () => {},
+        );
+        if (loopCount % 500 === 0) bar.update(Math.min(DURATION, DURATION - (until - Date.now()) / 1000));
+      }
+      client.release();
+    }),
+  );
+  bar.update(DURATION);
+  bar.stop();
+  await base.end();
+  const baseline2 = { transactions: loopCount, perSecond: loopCount / DURATION };
+
+  const report = {
+    at: new Date().toISOString(),
+    machine: { cores: (await import('node:os')).cpus().length, node: process.version },
+    options: { duration: DURATION, wallets: WALLETS, skew: SKEW, api: APIS, workers: WORKERS, connections: CONNECTIONS, rate },
+    accept,
+    settle,
+    fixedRate: { rate, accept: fixed, endToEnd: e2e },
+    baseline1,
+    baseline2,
+    ratios: {
+      settlementVsPlainPostgres: settle.perSecond / baseline2.perSecond,
+      endToEndVsSynchronous: e2e.perSecond / baseline1.rps,
+      acceptVsSynchronous: accept.rps / baseline1.rps,
+    },
+    books: { ok: booksOk, negative: Number(b.negative), mismatched: Number(b.mismatched), total: String(b.total), open: Number(b.open) },
+  };
+  writeReport(report);
+  if (!booksOk) process.exitCode = 1;
+}
+
+function writeReport(r: any): void {
+  mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+  const stamp = r.at.replace(/[:.]/g, '-');
+  const base = new URL(`results/${stamp}-${r.options.skew}`, import.meta.url).pathname;
+  writeFileSync(`${base}.json`, JSON.stringify(r, null, 2));
+  const f = (n: number) => n.toFixed(n >= 100 ? 0 : 1);
+  const bars: [string, number][] = [
+    ['accept 202/s', r.accept.rps],
+    ['settle /s', r.settle.perSecond],
+    ['end-to-end /s', r.fixedRate.endToEnd.perSecond],
+    ['sync express+pg /s', r.baseline1.rps],
+    ['pg loop x8 /s', r.baseline2.perSecond],
+  ];
+  const max = Math.max(...bars.map((x) => x[1]));
+  const svg = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="${40 + bars.length * 34}" font-family="sans-serif" font-size="13">`,
+    `<text x="10" y="20" font-weight="bold">Ledgerline bench ${r.at} (${r.options.skew}, ${r.machine.cores} cores)</text>`,
+    ...bars.map(([label, v], i) => {
+      const y = 36 + i * 34;
+      const w = Math.max(2, (v / max) * 400);
+      return `<text x="10" y="${y + 17}">${label}</text><rect x="170" y="${y + 4}" width="${w}" height="20" fill="#4a7fb5"/><text x="${175 + w}" y="${y + 19}">${f(v)}</text>`;
+    }),
+    '</svg>',
+  ].join('\n');
+  writeFileSync(`${base}.svg`, svg);
+  const md = `# Bench ${r.at}
+
+Machine: ${r.machine.cores} cores, Node ${r.machine.node}. Options: ${JSON.stringify(r.options)}.
+
+![chart](./${stamp}-${r.options.skew}.svg)
+
+**Headline:** settlement ${f(r.ratios.settlementVsPlainPostgres)}× plain Postgres (pg loop at 8 connections); end to end ${f(r.ratios.endToEndVsSynchronous)}× the synchronous express + pg endpoint; accept ${f(r.ratios.acceptVsSynchronous)}× it.
+
+| measure | value |
+|---|---|
+| accept (closed loop, ${r.options.connections} connections, workers stopped) | ${f(r.accept.rps)} 202/s; p50 ${r.accept.latencyMs.p50} ms, p99 ${r.accept.latencyMs.p99} ms |
+| settlement (drain of ${r.settle.operations} queued transfers, ${r.options.workers} workers) | ${f(r.settle.perSecond)} /s (${f(r.settle.seconds)} s) |
+| accept at a fixed ${r.fixedRate.rate}/s | p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms (p97.5), p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
+| end to end (submit → terminal) at that rate | ${f(r.fixedRate.endToEnd.perSecond)} /s; p50 ${f(r.fixedRate.endToEnd.latencyMs.p50)} ms, p95 ${f(r.fixedRate.endToEnd.latencyMs.p95)} ms, p99 ${f(r.fixedRate.endToEnd.latencyMs.p99)} ms, max ${f(r.fixedRate.endToEnd.latencyMs.max)} ms |
+| baseline 1: synchronous express + pg, one transaction per request | ${f(r.baseline1.rps)} /s; p50 ${r.baseline1.latencyMs.p50} ms, p99 ${r.baseline1.latencyMs.p99} ms |
+| baseline 2: the ledger transaction in a pg loop, 8 connections | ${f(r.baseline2.perSecond)} /s |
+| books after the run | ${r.books.ok ? 'sound' : 'BROKEN'}: ${r.books.negative} negative balances, ${r.books.mismatched} balances ≠ entries, entries total ${r.books.total}, ${r.books.open} open operations |
+
+autocannon reports p97.5, shown in the p95 column. Everything ran on the same machine at once
+(API, workers, relay, Postgres, Redis, the Kafka mock and the load generator), so ratios are
+the figures to compare, not absolute rates.
+`;
+  writeFileSync(`${base}.md`, md);
+  log(`\n${md}\nwritten: ${base}.{json,md,svg}`);
+}
+
+main()
+  .catch((err) => {
+    log(String(err?.stack ?? err));
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  });
