@@ -4,7 +4,9 @@ import { operationSettledChannel } from '../api/operation-waiter.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, jobPayloads, type JobName } from '../jobs/catalog.ts';
-import { settleOperation } from './settle-operation.ts';
+import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
+import type { FundGateway } from './gateway-breaker.ts';
+import { settleOperation, type SettleResult } from './settle-operation.ts';
 
 export interface WorkerDeps {
   shards: ShardRouter;
@@ -14,11 +16,13 @@ export interface WorkerDeps {
   logger: Logger;
   /** Test builds only: called between steps to inject crashes. */
   faultPoint?: (point: string, operationId: string) => Promise<void>;
+  /** The payment gateway behind its circuit breaker (fund operations charge through it). */
+  gateway: FundGateway;
 }
 
 type Handler = (job: Job, deps: WorkerDeps) => Promise<unknown>;
 
-async function settle(job: Job, deps: WorkerDeps): Promise<unknown> {
+async function settle(job: Job, deps: WorkerDeps): Promise<SettleResult> {
   const { operationId } = jobPayloads[job.name as JobName].parse(job.data);
   const log = deps.logger.child({ operationId, jobId: job.id, attempt: job.attemptsMade + 1 });
   await deps.faultPoint?.('before-settle', operationId);
@@ -34,15 +38,36 @@ async function settle(job: Job, deps: WorkerDeps): Promise<unknown> {
   } else {
     log.info({ status: result.status }, 'operation already settled; redelivery ignored');
   }
+  await announce(deps, operationId, log);
+  return result;
+}
+
+async function announce(deps: WorkerDeps, operationId: string, log: Logger): Promise<void> {
   await deps.publisher
     .publish(operationSettledChannel(deps.redisPrefix), operationId)
     .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
+}
+
+/** A fund: charge through the gateway first (src/workers/charge-fund.ts), then credit as any settlement. */
+async function settleFund(job: Job, deps: WorkerDeps): Promise<unknown> {
+  const step = await chargeFund(job, deps);
+  const { operationId } = jobPayloads['settle-fund'].parse(job.data);
+  const log = deps.logger.child({ operationId, jobId: job.id });
+  if (step.outcome === 'failed') {
+    log.info({ failureCode: step.failureCode }, 'fund failed at the gateway');
+    await announce(deps, operationId, log);
+    return step;
+  }
+  const result = await settle(job, deps);
+  if (result.outcome === 'settled' && result.status === 'failed') {
+    await reverseUncreditedCharge(deps.shards.forId(operationId).db, deps.gateway, operationId, log);
+  }
   return result;
 }
 
 /** One processor per job name in the catalog. */
 export const handlers: Record<JobName, Handler> = {
-  'settle-fund': settle,
+  'settle-fund': settleFund,
   'settle-transfer': settle,
 };
 

@@ -9,13 +9,21 @@ import { createProcessor, type WorkerDeps } from './processor.ts';
 /** A BullMQ worker settling operations; `close()` lets in-flight jobs finish. */
 export function createSettlementWorker(
   config: Config,
-  deps: { shards: ShardRouter; connection: Redis; publisher: Redis; logger: Logger; faultPoint?: WorkerDeps['faultPoint'] },
+  deps: {
+    shards: ShardRouter;
+    connection: Redis;
+    publisher: Redis;
+    logger: Logger;
+    gateway: WorkerDeps['gateway'];
+    faultPoint?: WorkerDeps['faultPoint'];
+  },
 ): Worker {
   const processorDeps: WorkerDeps = {
     shards: deps.shards,
     publisher: deps.publisher,
     redisPrefix: config.REDIS_PREFIX,
     logger: deps.logger,
+    gateway: deps.gateway,
     ...(deps.faultPoint ? { faultPoint: deps.faultPoint } : {}),
   };
   const worker = new Worker(SETTLEMENT_QUEUE, createProcessor(processorDeps), {
