@@ -94,6 +94,10 @@ export async function chargeFund(job: Job, deps: WorkerDeps & { gateway: FundGat
   if (recorded?.status === 'voided') return failFund(db, op.id, unavailable('reversed at the gateway'), recorded);
 
   const request = { idempotencyKey: op.id, amountMinor: op.amount, currency: op.currency };
+  if (job.attemptsMade >= (job.opts.attempts ?? 1)) {
+    // The budget was spent and the reconciler re-ran the failed job: finish giving up, do not charge.
+    return giveUp(db, deps.gateway, op.id, request, new Error('retry budget spent earlier'), log);
+  }
   try {
     const charge = await deps.gateway.charge({ ...request, paymentMethod: op.paymentMethod }, () =>
       markRequested(db, op.id),

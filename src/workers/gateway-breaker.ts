@@ -6,7 +6,7 @@ import type { Config } from '../config.ts';
 import { publishBreakerState, removeBreakerState, type BreakerState } from '../infra/breaker-state.ts';
 import type { Logger } from '../infra/logger.ts';
 import { GatewayClient, GatewayError, type ChargeRequest, type GatewayCharge } from './gateway-client.ts';
-import { breakerOpensTotal, breakerRejectsTotal, breakerStateGauge, gatewayRequestSeconds } from './gateway-metrics.ts';
+import { breakerFailuresTotal, breakerOpensTotal, breakerRejectsTotal, breakerStateGauge, gatewayRequestSeconds } from './gateway-metrics.ts';
 
 /** A failure on our side of a gateway call (e.g. Postgres in `beforeSend`): not the gateway's fault. */
 class LocalStepError extends Error {
@@ -112,6 +112,10 @@ export function createFundGateway(
     logger.info('gateway circuit breaker closed');
   });
   breaker.on('reject', () => breakerRejectsTotal.inc());
+  breaker.on('failure', (err: unknown) => {
+    const timedOut = (err as { code?: string })?.code === 'ETIMEDOUT' || (err instanceof GatewayError && err.kind === 'timeout');
+    breakerFailuresTotal.inc({ reason: timedOut ? 'timeout' : 'error' });
+  });
   const refresh = setInterval(publish, PUBLISH_EVERY_MS);
   refresh.unref();
 

@@ -29,3 +29,11 @@ export const gatewayRequestSeconds =
     labelNames: ['operation', 'outcome'],
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   });
+
+export const breakerFailuresTotal =
+  existing<Counter<'reason'>>('ledgerline_gateway_breaker_failures_total') ??
+  new Counter({
+    name: 'ledgerline_gateway_breaker_failures_total',
+    help: 'Gateway calls the circuit breaker counted as failures, by reason (timeout, error)',
+    labelNames: ['reason'],
+  });
