@@ -116,6 +116,7 @@ export function createFundGateway(
     const timedOut = (err as { code?: string })?.code === 'ETIMEDOUT' || (err instanceof GatewayError && err.kind === 'timeout');
     breakerFailuresTotal.inc({ reason: timedOut ? 'timeout' : 'error' });
   });
+  redis?.on('ready', publish); // the first publish may come before the connection is up
   const refresh = setInterval(publish, PUBLISH_EVERY_MS);
   refresh.unref();
 
@@ -135,6 +136,7 @@ export function createFundGateway(
     state: () => state,
     async close() {
       clearInterval(refresh);
+      redis?.off('ready', publish);
       breaker.shutdown();
       if (redis) await removeBreakerState(redis, config.REDIS_PREFIX, workerId).catch(() => {});
     },
