@@ -16,7 +16,7 @@ export interface GatewayControl {
 export interface GatewaySimState {
   ledger: GatewayLedger;
   control: GatewayControl;
-  /** Requests received on /v1, whatever their outcome (outages and errors included). */
+  /** Requests received on /v1 (total) and charge requests (all, and per key), whatever their outcome (outages and errors included). */
   requests: { total: number; charges: number; byKey: Map<string, number> };
 }
 
@@ -52,6 +52,11 @@ export function createGatewaySimApp(state: GatewaySimState): express.Express {
   // Every /v1 call is counted, then may hit the outage or the random error.
   app.use('/v1', (req, res, next) => {
     state.requests.total++;
+    if (req.method === 'POST' && req.path === '/charges') {
+      state.requests.charges++;
+      const key = keyOf(req);
+      if (key) state.requests.byKey.set(key, (state.requests.byKey.get(key) ?? 0) + 1);
+    }
     if (state.control.outage) return problem(res, 503, 'gateway_unavailable');
     if (state.control.errorRate > 0 && Math.random() < state.control.errorRate) {
       return problem(res, 500, 'gateway_error');
@@ -60,10 +65,8 @@ export function createGatewaySimApp(state: GatewaySimState): express.Express {
   });
 
   app.post('/v1/charges', async (req, res) => {
-    state.requests.charges++;
     const key = keyOf(req);
     if (!key) return problem(res, 400, 'idempotency_key_missing');
-    state.requests.byKey.set(key, (state.requests.byKey.get(key) ?? 0) + 1);
     const body = chargeBody.safeParse(req.body);
     if (!body.success) return problem(res, 400, 'invalid_request');
     const { charge, replayed } = state.ledger.charge({
