@@ -141,6 +141,38 @@ describe('declines', () => {
   });
 });
 
+describe('funds the ledger refuses', () => {
+  let t: TestEnv;
+  afterAll(() => t?.close());
+
+  it('a frozen wallet is not charged at all', async () => {
+    t = await createTestEnv();
+    const key = await t.api.adminKey();
+    const wallet = await t.api.wallet(key);
+    await t.pool.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [wallet]);
+    const id = await fund(t, key, wallet, '400');
+    const op = await t.api.waitTerminal(key, id);
+    expect(op.failure.code).toBe('wallet_frozen');
+    expect((await sim(t)).requests.byKey[id]).toBeUndefined();
+  });
+
+  it('a wallet frozen while the charge is in flight gets the charge reversed', async () => {
+    const key = await t.api.adminKey();
+    const wallet = await t.api.wallet(key);
+    await control(t, { latencyMs: 1500 });
+    const id = await fund(t, key, wallet, '400');
+    await until('the gateway to charge', async () => (await sim(t)).charges.some((c) => c.idempotencyKey === id));
+    await t.pool.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [wallet]);
+    const op = await t.api.waitTerminal(key, id);
+    expect(op.failure.code).toBe('wallet_frozen');
+    expect((await credits(t, [id])).size).toBe(0);
+    await until('the charge to be refunded', async () =>
+      (await sim(t)).charges.some((c) => c.idempotencyKey === id && c.status === 'refunded'),
+    );
+    await control(t, { latencyMs: 0 });
+  });
+});
+
 describe('gateway outage under load', () => {
   let t: TestEnv;
   afterAll(() => t?.close());

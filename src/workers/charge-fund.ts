@@ -7,7 +7,7 @@
 import type { Job } from 'bullmq';
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { gatewayCharges, operations, outbox } from '../db/schema.ts';
+import { gatewayCharges, operations, outbox, wallets } from '../db/schema.ts';
 import type { FailureCode } from '../domain/errors.ts';
 import { isTerminal, operationView } from '../domain/operation-view.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
@@ -92,6 +92,14 @@ export async function chargeFund(job: Job, deps: WorkerDeps & { gateway: FundGat
   if (recorded?.status === 'approved') return { outcome: 'credit' }; // charged before a crash or retry
   if (recorded?.status === 'declined') return failFund(db, op.id, declined(recorded.declineCode), recorded);
   if (recorded?.status === 'voided') return failFund(db, op.id, unavailable('reversed at the gateway'), recorded);
+
+  // A wallet the ledger would refuse anyway (gone, frozen, other currency) is never charged:
+  // the settling transaction fails the operation with the right code. (If it changes after the
+  // charge, the processor reverses the charge: reverseUncreditedCharge.)
+  if (!recorded) {
+    const [wallet] = await db.select().from(wallets).where(eq(wallets.id, op.toWalletId));
+    if (!wallet || wallet.status !== 'active' || wallet.currency !== op.currency) return { outcome: 'credit' };
+  }
 
   const request = { idempotencyKey: op.id, amountMinor: op.amount, currency: op.currency };
   if (job.attemptsMade >= (job.opts.attempts ?? 1)) {
