@@ -59,7 +59,8 @@ async function settleFund(job: Job, deps: WorkerDeps): Promise<unknown> {
     return step;
   }
   const result = await settle(job, deps);
-  if (result.outcome === 'settled' && result.status === 'failed') {
+  // Also on a redelivery: a crash may have come between the refused credit and the reversal.
+  if (result.outcome !== 'missing' && result.status === 'failed') {
     await reverseUncreditedCharge(deps.shards.forId(operationId).db, deps.gateway, operationId, log);
   }
   return result;
