@@ -10,7 +10,8 @@
 # Environment (all optional): NODE_ENV (development), PORT (3000), ADMIN_TOKEN (generated when
 # unset outside production, kept in $LEDGERLINE_RUN_DIR/admin-token), API_PROCESSES (1; the i-th
 # extra one listens on PORT+i), WORKER_PROCESSES (1), LEDGERLINE_RUN_DIR (/tmp/ledgerline),
-# KAFKA_PORT (19092), plus everything src/config.ts reads (DATABASE_URL, REDIS_URL, ...).
+# KAFKA_PORT (19092), GATEWAY_SIM_PORT (4010; the simulator is started unless GATEWAY_URL is set),
+# plus everything src/config.ts reads (DATABASE_URL, REDIS_URL, ...).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,7 +39,8 @@ API_ENTRY=src/api/server.ts
 WORKER_ENTRY=src/workers/main.ts
 RELAY_ENTRY=src/events/relay-main.ts
 MIGRATE_ENTRY=src/db/migrate-main.ts
-for f in "$API_ENTRY" "$WORKER_ENTRY" "$RELAY_ENTRY" "$MIGRATE_ENTRY"; do
+GATEWAY_SIM_ENTRY=src/gateway-sim/main.ts
+for f in "$API_ENTRY" "$WORKER_ENTRY" "$RELAY_ENTRY" "$MIGRATE_ENTRY" "$GATEWAY_SIM_ENTRY"; do
   [[ -f "$f" ]] || die "$f is missing"
 done
 [[ -d node_modules ]] || die "node_modules is missing: run npm ci first"
@@ -132,6 +134,15 @@ for ((i = 0; i < API_PROCESSES; i++)); do
   ! svc_port_open 127.0.0.1 $((PORT + i)) || die "port $((PORT + i)) is already in use (another npm start?); set PORT"
 done
 
+# The payment gateway simulator, unless GATEWAY_URL points at a gateway already.
+START_GATEWAY_SIM=0
+if [[ -z "${GATEWAY_URL:-}" ]]; then
+  export GATEWAY_SIM_PORT="${GATEWAY_SIM_PORT:-4010}"
+  ! svc_port_open 127.0.0.1 "$GATEWAY_SIM_PORT" || die "port $GATEWAY_SIM_PORT (gateway simulator) is in use; set GATEWAY_SIM_PORT"
+  export GATEWAY_URL="http://127.0.0.1:$GATEWAY_SIM_PORT"
+  START_GATEWAY_SIM=1
+fi
+
 # --- process launching ------------------------------------------------------------------------
 NAME_WIDTH=7
 ((API_PROCESSES > 1 || WORKER_PROCESSES > 1)) && NAME_WIDTH=9
@@ -158,6 +169,7 @@ if ! node --import tsx "$MIGRATE_ENTRY" </dev/null 2>&1 | tee "$migrate_log" | s
   die "migrations failed (log: $migrate_log)"
 fi
 
+((START_GATEWAY_SIM)) && launch gateway "$PORT" "$GATEWAY_SIM_ENTRY"
 API_PORTS=()
 for ((i = 0; i < API_PROCESSES; i++)); do
   name=api
@@ -218,6 +230,7 @@ cat <<EOF
     Bull Board    $base/admin/queues   (basic auth, password = admin token)
     OpenAPI       $base/openapi.json
     Kafka         $kafka_line, topic ${KAFKA_TOPIC:-ledger.events}
+    Gateway       $GATEWAY_URL$( ((START_GATEWAY_SIM)) && echo " (simulator; POST $GATEWAY_URL/control {\"outage\":true})")
     Logs          $RUN_DIR/{$(IFS=,; echo "${NAMES[*]}")}.log
   Ctrl-C stops ${NAMES[*]}.
 

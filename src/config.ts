@@ -46,6 +46,17 @@ const schema = z
 
     RELAY_BATCH_SIZE: intFrom(500, 1),
     RELAY_POLL_INTERVAL_MS: intFrom(100, 10),
+
+    /** Payment gateway (issue 5): base URL the workers charge through, behind a circuit breaker. */
+    GATEWAY_URL: z.string().url().default('http://127.0.0.1:4010'),
+    /** Port the gateway simulator (`npm run gateway-sim`) listens on. */
+    GATEWAY_SIM_PORT: intFrom(4010, 0),
+    GATEWAY_TIMEOUT_MS: intFrom(3000, 1),
+    BREAKER_ERROR_THRESHOLD_PERCENT: intFrom(50, 1),
+    BREAKER_RESET_TIMEOUT_MS: intFrom(30_000, 1),
+    /** Calls in the rolling window before the breaker may open. */
+    BREAKER_VOLUME_THRESHOLD: intFrom(5, 0),
+    BREAKER_ROLLING_WINDOW_MS: intFrom(10_000, 100),
   })
   .transform((env) => ({
     ...env,

@@ -238,3 +238,24 @@ export const shardMoves = pgTable('shard_moves', {
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
+
+/**
+ * What the payment gateway said about a fund operation's charge, recorded before the
+ * wallet is credited. The gateway idempotency key is the operation id. `requested`: a call went
+ * out and its outcome is unknown (it may have charged); `approved`/`declined`: the gateway's
+ * answer; `voided`: the key was reversed at the gateway (refund or tombstone) before failing.
+ */
+export const gatewayCharges = pgTable(
+  'gateway_charges',
+  {
+    operationId: uuid('operation_id')
+      .primaryKey()
+      .references(() => operations.id),
+    status: text('status', { enum: ['requested', 'approved', 'declined', 'voided'] }).notNull(),
+    gatewayChargeId: text('gateway_charge_id'),
+    declineCode: text('decline_code'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index('gateway_charges_status_idx').on(t.status)],
+);

@@ -27,6 +27,7 @@ const MOVED = {
   wallets: `kind = 'customer' AND ${inShard('id')}`,
   operations: inShard('id'),
   transfer_sagas: inShard('operation_id'),
+  gateway_charges: inShard('operation_id'),
   saga_credits: inShard('wallet_id'),
   idempotency_keys: KEY_SHARD,
   ledger_entries: `wallet_id IN (SELECT id FROM wallets WHERE kind = 'customer' AND ${inShard('id')})`,
@@ -37,13 +38,14 @@ const MOVED = {
 type Table = keyof typeof MOVED;
 
 /** Insert order (foreign keys); deletion runs in reverse. */
-const ORDER: Table[] = ['wallets', 'operations', 'transfer_sagas', 'saga_credits', 'idempotency_keys', 'ledger_entries', 'outbox'];
+const ORDER: Table[] = ['wallets', 'operations', 'transfer_sagas', 'gateway_charges', 'saga_credits', 'idempotency_keys', 'ledger_entries', 'outbox'];
 
 /** Columns to insert, and the conflict target; serial `seq` columns get new values in order. */
 const INSERT: Record<Table, { columns?: string; order?: string; conflict: string }> = {
   wallets: { conflict: '(id)' },
   operations: { conflict: '(id)' },
   transfer_sagas: { conflict: '(operation_id)' },
+  gateway_charges: { conflict: '(operation_id)' },
   saga_credits: { conflict: '(operation_id)' },
   idempotency_keys: { conflict: '(client_id, key)' },
   ledger_entries: {

@@ -7,7 +7,9 @@ import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED, type ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, enqueueSagaStep, jobPayloads, type JobName } from '../jobs/catalog.ts';
-import { settleOperation } from './settle-operation.ts';
+import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
+import type { FundGateway } from './gateway-breaker.ts';
+import { settleOperation, type SettleResult } from './settle-operation.ts';
 import { creditDestination, findCredit, holdFunds, settleHold } from './transfer-saga.ts';
 
 export interface WorkerDeps {
@@ -20,9 +22,11 @@ export interface WorkerDeps {
   logger: Logger;
   /** Test builds only: called between steps to inject crashes. */
   faultPoint?: (point: string, operationId: string) => Promise<void>;
+  /** The payment gateway behind its circuit breaker (fund operations charge through it). */
+  gateway: FundGateway;
 }
 
-type Handler = (operationId: string, deps: WorkerDeps, log: Logger) => Promise<unknown>;
+type Handler = (operationId: string, deps: WorkerDeps, log: Logger, job: Job) => Promise<unknown>;
 
 async function announce(deps: WorkerDeps, operationId: string, log: Logger): Promise<void> {
   await deps.publisher
@@ -35,7 +39,7 @@ async function announce(deps: WorkerDeps, operationId: string, log: Logger): Pro
  * caller routed it. (Routing again here could use a newer shard map than the caller's decision
  * that the wallets share a database; the old database's fence makes the caller's choice safe.)
  */
-async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger, database: Database): Promise<unknown> {
+async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger, database: Database): Promise<SettleResult> {
   await deps.faultPoint?.('before-settle', operationId);
   const result = await settleOperation(database.db, operationId);
   await deps.faultPoint?.('after-settle', operationId);
@@ -46,6 +50,23 @@ async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log
   if (result.outcome === 'settled') log.info({ status: result.status, failureCode: result.failureCode }, 'operation settled');
   else log.info({ status: result.status }, 'operation already settled; redelivery ignored');
   await announce(deps, operationId, log);
+  return result;
+}
+
+/** A fund: charge through the gateway first (charge-fund.ts), then credit in one transaction. */
+async function settleFund(operationId: string, deps: WorkerDeps, log: Logger, job: Job): Promise<unknown> {
+  const step = await chargeFund(job, deps);
+  if (step.outcome === 'failed') {
+    log.info({ failureCode: step.failureCode }, 'fund failed at the gateway');
+    await announce(deps, operationId, log);
+    return step;
+  }
+  const database = deps.shards.forId(operationId);
+  const result = await settleInOneTransaction(operationId, deps, log, database);
+  // Also on a redelivery: a crash may have come between the refused credit and the reversal.
+  if (result.outcome !== 'missing' && result.status === 'failed') {
+    await reverseUncreditedCharge(database.db, deps.gateway, operationId, log);
+  }
   return result;
 }
 
@@ -108,7 +129,7 @@ async function sagaSettle(operationId: string, deps: WorkerDeps, log: Logger): P
 
 /** One processor per job name in the catalog. */
 export const handlers: Record<JobName, Handler> = {
-  'settle-fund': (operationId, deps, log) => settleInOneTransaction(operationId, deps, log, deps.shards.forId(operationId)),
+  'settle-fund': settleFund,
   'settle-transfer': settleTransfer,
   'saga-credit': sagaCredit,
   'saga-settle': sagaSettle,
@@ -125,7 +146,7 @@ export function createProcessor(deps: WorkerDeps): Processor {
     const { operationId } = jobPayloads[name].parse(job.data);
     const log = deps.logger.child({ operationId, job: name, jobId: job.id, attempt: job.attemptsMade + 1 });
     try {
-      return await handler(operationId, deps, log);
+      return await handler(operationId, deps, log, job);
     } catch (err) {
       // A shard moved: reload the map now; the retry then goes to the shard's new database.
       if (sqlState(err) === SHARD_FENCED) await deps.shards.refresh().catch(() => {});

@@ -4,6 +4,7 @@ import type { Logger } from '../infra/logger.ts';
 import { createBlockingRedis, createFastFailRedis } from '../infra/redis.ts';
 import { createSettlementQueue } from '../jobs/catalog.ts';
 import { faultPointFromConfig } from './fault-injection.ts';
+import { createFundGateway } from './gateway-breaker.ts';
 import { runReconciler } from './reconciler.ts';
 import { createSettlementWorker } from './worker.ts';
 
@@ -16,12 +17,14 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
   for (const c of [connection, queueConnection, publisher]) c.on('error', () => {}); // BullMQ reports
   const queue = createSettlementQueue(config, queueConnection);
   const faultPoint = faultPointFromConfig(config, logger);
+  const gateway = createFundGateway(config, logger.child({ component: 'gateway' }), publisher);
   const worker = createSettlementWorker(config, {
     shards,
     connection,
     queue,
     publisher,
     logger,
+    gateway,
     ...(faultPoint ? { faultPoint } : {}),
   });
   const stop = new AbortController();
@@ -41,6 +44,7 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
       await reconciling;
       await mapping;
       await queue.close();
+      await gateway.close();
       await Promise.all([connection.quit(), queueConnection.quit(), publisher.quit()]).catch(() => {});
       await shards.close();
     },

@@ -16,6 +16,7 @@ export function createSettlementWorker(
     queue: Queue;
     publisher: Redis;
     logger: Logger;
+    gateway: WorkerDeps['gateway'];
     faultPoint?: WorkerDeps['faultPoint'];
   },
 ): Worker {
@@ -25,6 +26,7 @@ export function createSettlementWorker(
     publisher: deps.publisher,
     redisPrefix: config.REDIS_PREFIX,
     logger: deps.logger,
+    gateway: deps.gateway,
     ...(deps.faultPoint ? { faultPoint: deps.faultPoint } : {}),
   };
   const worker = new Worker(SETTLEMENT_QUEUE, createProcessor(processorDeps), {

@@ -13,6 +13,7 @@ import { startApi, type RunningApi } from '../../src/api/start-api.ts';
 import { startWorker } from '../../src/workers/start-worker.ts';
 import { startRelay } from '../../src/events/start-relay.ts';
 import { createLogger } from '../../src/infra/logger.ts';
+import { startGatewaySim, type RunningGatewaySim } from '../../src/gateway-sim/start-gateway-sim.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -33,6 +34,8 @@ export interface TestEnv {
   redis: Redis;
   baseUrl: string;
   api: ApiClient;
+  /** This world's payment gateway simulator (in-process, ephemeral port; GATEWAY_URL points at it). */
+  gateway: RunningGatewaySim;
   startWorker: () => { close: () => Promise<void> };
   startRelay: () => { close: () => Promise<void> };
   /** A worker in its own OS process, for crash tests. */
@@ -139,6 +142,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
   const dbNames = Array.from({ length: options.databases ?? 1 }, (_, i) => (i === 0 ? base : `${base}_s${i}`));
   const urls = dbNames.map((name) => `${PG_BASE}/${name}`);
   const tag = randomBytes(4).toString('hex');
+  const gateway = await startGatewaySim({ port: 0 });
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
@@ -157,6 +161,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     RECONCILE_INTERVAL_MS: '1000',
     RECONCILE_PENDING_AFTER_MS: '3000',
     RELAY_POLL_INTERVAL_MS: '50',
+    GATEWAY_URL: gateway.url,
     ...options.env,
   };
   const config = parseConfig(env);
@@ -187,6 +192,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     redis,
     baseUrl,
     api: makeApiClient(baseUrl),
+    gateway,
     startWorker: start(startWorker),
     startRelay: start(startRelay),
     spawnWorker(extraEnv = {}) {
@@ -213,6 +219,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       for (const child of children) child.kill('SIGKILL');
       await api.close();
       for (const close of closers.reverse()) await close().catch(() => {});
+      await gateway.close();
       await Promise.all(pools.map((p) => p.end()));
       const keys = await redis.keys(`${config.REDIS_PREFIX}:*`).catch(() => [] as string[]);
       if (keys.length > 0) await redis.del(...keys).catch(() => {});
