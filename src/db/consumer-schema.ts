@@ -122,7 +122,7 @@ export const webhookDeliveries = pgTable(
     body: text('body').notNull(),
     status: text('status', { enum: ['pending', 'succeeded', 'failed'] }).notNull().default('pending'),
     attempts: integer('attempts').notNull().default(0),
-    /** Bumped by a manual retry; a job `<id>:<generation>` is enqueued once per generation. */
+    /** Bumped by a manual retry; a job `<id>-g<generation>` is enqueued once per generation. */
     generation: integer('generation').notNull().default(1),
     enqueuedGeneration: integer('enqueued_generation').notNull().default(0),
     lastStatusCode: integer('last_status_code'),

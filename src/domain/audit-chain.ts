@@ -26,7 +26,8 @@ export function canonicalJson(value: unknown): string {
 
 /** sha256(prevHash + canonical record), hex. The seq is part of the record, so order counts. */
 export function auditHash(prevHash: string, record: AuditRecord): string {
-  const canonical = canonicalJson({ ...record, seq: record.seq.toString() });
+  const { seq, eventId, eventType, subject, eventTime, payload } = record; // exactly these fields
+  const canonical = canonicalJson({ seq: seq.toString(), eventId, eventType, subject, eventTime, payload });
   return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
 }
 

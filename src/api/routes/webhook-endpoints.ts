@@ -90,7 +90,7 @@ export function webhookEndpointRoutes(ctx: ApiContext): Router {
     const client = requireClient(req);
     const { id, deliveryId } = validate(WebhookDeliveryParams, req.params, 'params');
     await ownedEndpoint(client.id, id);
-    // A new generation: the dispatcher enqueues job `<id>:<generation>` (one per retry request).
+    // A new generation: the dispatcher enqueues job `<id>-g<generation>` (one per retry request).
     const [row] = await db()
       .update(webhookDeliveries)
       .set({ status: 'pending', completedAt: null, generation: sql`${webhookDeliveries.generation} + 1`, updatedAt: new Date() })

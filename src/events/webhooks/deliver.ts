@@ -147,7 +147,7 @@ export async function runDeliveryDispatcher(
         .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
         .limit(500);
       if (due.length > 0) {
-        await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: `${d.id}:${d.generation}` } })));
+        await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: `${d.id}-g${d.generation}` } })));
         for (const d of due) {
           await database.db
             .update(webhookDeliveries)
