@@ -90,6 +90,9 @@ export async function runRelay(
       backoffMs = Math.min(backoffMs * 2, 10_000);
       continue;
     }
+    // A session killed by the server (restart, pg_terminate_backend) emits 'error' on the
+    // checked-out client; without a listener the process would crash instead of re-locking.
+    lockClient.on('error', (err) => logger.warn({ err }, 'relay lock session lost'));
     try {
       const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]);
       if (!rows[0]?.locked) {
