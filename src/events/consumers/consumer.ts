@@ -101,7 +101,7 @@ export async function startConsumer(
   database: Database,
   spec: ConsumerSpec,
 ): Promise<RunningConsumer> {
-  const log = logger.child({ consumer: spec.name });
+  const log = logger; // already carries the consumer name (start-consumer.ts)
   const kafka = createKafka(config, log);
   const consumer = kafka.consumer({
     groupId: consumerGroupId(config, spec.name),
