@@ -22,6 +22,7 @@ const consumers: { close: () => Promise<void> }[] = [];
 let receiver: Server;
 let receiverUrl: string;
 const received: Received[] = [];
+const slowHits: number[] = [];
 /** Status to answer per path, for the first N requests. */
 const script = new Map<string, number[]>();
 
@@ -43,6 +44,7 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (req.url === '/hooks/slow') return void slowHits.push(Date.now()); // never answers
       const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
       received.push({ headers: { ...headers, path: req.url ?? '' }, body: Buffer.concat(chunks).toString('utf8') });
       const plan = script.get(req.url ?? '') ?? [];
@@ -58,6 +60,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of consumers) await c.close().catch(() => {});
+  receiver?.closeAllConnections();
   receiver?.close();
   await t?.close();
 });
@@ -69,6 +72,7 @@ describe('consumers', () => {
   let key: string;
   let endpoint: { id: string; secret: string };
   let goneEndpoint: { id: string };
+  let slowEndpoint: { id: string };
   const ordinary: string[] = [];
   let drainer: string;
   let sink: string;
@@ -88,6 +92,10 @@ describe('consumers', () => {
     expect(gone.status).toBe(201);
     goneEndpoint = gone.body;
     script.set('/hooks/gone', [410, 410, 410]);
+    // A dead endpoint (accepts the connection, never answers) of the same client.
+    const slow = await t.api.request('POST', '/v1/webhook-endpoints', { key, body: { url: `${receiverUrl}/hooks/slow`, events: ['transfer.completed'] } });
+    expect(slow.status).toBe(201);
+    slowEndpoint = slow.body;
   });
 
   it('runs ordinary traffic plus crafted fraud sequences; freezes, fails wallet_frozen, unfreezes', async () => {
@@ -236,9 +244,27 @@ describe('consumers', () => {
     expect(missing.body.code).toBe('webhook_delivery_not_found');
 
     // The 410 endpoint is disabled after its first answer, and gets nothing more.
-    const gone = await t.api.request('GET', `/v1/webhook-endpoints/${goneEndpoint.id}/deliveries`, { key });
+    const goneDeliveries = () => t.api.request('GET', `/v1/webhook-endpoints/${goneEndpoint.id}/deliveries?limit=200`, { key });
+    await expect.poll(async () => (await goneDeliveries()).body.data.filter((d: any) => d.status === 'pending').length, { timeout: 20_000 }).toBe(0);
+    const gone = await goneDeliveries();
     expect(gone.body.endpoint.status).toBe('disabled');
-    expect(received.filter((r) => r.headers.path === '/hooks/gone')).toHaveLength(1);
+    // 410 is never retried (deliveries already in flight when it was disabled may each have
+    // met one 410), and nothing new goes to a disabled endpoint.
+    expect(gone.body.data.filter((d: any) => d.attempts > 1 || d.status !== 'failed')).toEqual([]);
+    const goneHits = received.filter((r) => r.headers.path === '/hooks/gone').length;
+    expect(goneHits).toBe(gone.body.data.filter((d: any) => d.attempts === 1).length);
+    const late = await t.api.wallet(key);
+    await expect
+      .poll(() => received.some((r) => r.headers.path === '/hooks/main' && JSON.parse(r.body).data.id === late), { timeout: 20_000 })
+      .toBe(true);
+    expect(received.filter((r) => r.headers.path === '/hooks/gone').length).toBe(goneHits);
+    // The dead endpoint held its deliveries only until the per-request timeout, and the main
+    // endpoint received everything meanwhile (asserted above).
+    expect(slowHits.length).toBeGreaterThan(0);
+    const slow = await t.api.request('GET', `/v1/webhook-endpoints/${slowEndpoint.id}/deliveries?limit=200`, { key });
+    expect(slow.body.data.length).toBeGreaterThan(0);
+    expect(slow.body.data.some((d: any) => d.log.some((a: any) => /timed out/.test(a.error ?? '')))).toBe(true);
+    expect(slow.body.data.every((d: any) => d.status !== 'succeeded')).toBe(true);
     // Another client cannot see this endpoint.
     const other = await t.api.adminKey('other');
     expect((await t.api.request('GET', `/v1/webhook-endpoints/${endpoint.id}/deliveries`, { key: other })).status).toBe(404);
