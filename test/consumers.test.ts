@@ -91,7 +91,7 @@ describe('consumers', () => {
     const gone = await t.api.request('POST', '/v1/webhook-endpoints', { key, body: { url: `${receiverUrl}/hooks/gone`, events: ['wallet.created'] } });
     expect(gone.status).toBe(201);
     goneEndpoint = gone.body;
-    script.set('/hooks/gone', [410, 410, 410]);
+    script.set('/hooks/gone', Array.from({ length: 1000 }, () => 410)); // always Gone
     // A dead endpoint (accepts the connection, never answers) of the same client.
     const slow = await t.api.request('POST', '/v1/webhook-endpoints', { key, body: { url: `${receiverUrl}/hooks/slow`, events: ['transfer.completed'] } });
     expect(slow.status).toBe(201);
