@@ -49,6 +49,8 @@ const schema = z
 
     /** Consumer groups are `<prefix>.<topic>.<consumer>`. */
     CONSUMER_GROUP_PREFIX: z.string().regex(/^[A-Za-z0-9._-]+$/).default('ledgerline'),
+    /** A consumer silent this long (crashed) is evicted from its group and its partitions move. */
+    CONSUMER_SESSION_TIMEOUT_MS: intFrom(30_000, 1000),
     /** Fraud rules: more than VELOCITY_MAX transfers out of a wallet within the window. */
     FRAUD_VELOCITY_MAX: intFrom(20, 1),
     FRAUD_VELOCITY_WINDOW_SECONDS: intFrom(60, 1),

@@ -1,7 +1,8 @@
 /**
  * Fault test on a PRIVATE librdkafka mock cluster (the shared one at 19092 serves every other
  * test): under load, the relay process is SIGKILLed mid-stream and the broker is paused with
- * SIGSTOP for longer than the kafkajs request timeout, then resumed. Every event must still
+ * SIGSTOP for longer than the kafkajs request timeout, then resumed; the audit consumer process
+ * is SIGKILLed and restarted too. Every event must still
  * reach every consumer, and each consumer must apply each exactly once.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -46,14 +47,28 @@ beforeAll(async () => {
       KAFKA_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
       RELAY_BATCH_SIZE: '20',
       FRAUD_VELOCITY_MAX: '1000',
+      CONSUMER_SESSION_TIMEOUT_MS: '6000',
     },
   });
   const logger = createLogger(t.config, 'relay-fault-test');
-  for (const name of CONSUMER_NAMES) consumers.push(await startConsumerProcess(name, t.config, logger));
+  // audit runs as its own OS process (SIGKILLed below); the others in this process.
+  for (const name of CONSUMER_NAMES.filter((n) => n !== 'audit')) consumers.push(await startConsumerProcess(name, t.config, logger));
 }, 60_000);
+
+const consumerProcesses = new Set<ChildProcess>();
+function spawnConsumer(name: string): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/events/consumers/main.ts', name], {
+    env: { PATH: process.env.PATH ?? '', ...t.env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  consumerProcesses.add(child);
+  child.on('exit', () => consumerProcesses.delete(child));
+  return child;
+}
 
 afterAll(async () => {
   for (const child of relays) child.kill('SIGKILL');
+  for (const child of consumerProcesses) child.kill('SIGKILL');
   for (const c of consumers) await c.close().catch(() => {});
   await t?.close();
   if (kcat && kcat.exitCode === null) {
@@ -90,6 +105,7 @@ it('relay SIGKILL and broker SIGSTOP beyond the request timeout: every event rea
   for (const w of wallets) opIds.push((await t.api.fund(key, w, '100000')).body.id);
 
   let relay = spawnRelay();
+  let audit = spawnConsumer('audit');
   let loading = true;
   const load = Promise.all(
     Array.from({ length: 3 }, async (_, lane) => {
@@ -107,6 +123,11 @@ it('relay SIGKILL and broker SIGSTOP beyond the request timeout: every event rea
   await expect.poll(() => count('SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL'), { timeout: 10_000, interval: 20 }).toBeGreaterThan(0);
   relay.kill('SIGKILL');
   await exited(relay);
+  // The audit consumer is SIGKILLed too, once it has applied something, and restarted.
+  await expect.poll(() => count('SELECT COUNT(*) AS n FROM audit_log'), { timeout: 30_000 }).toBeGreaterThan(0);
+  audit.kill('SIGKILL');
+  await exited(audit);
+  audit = spawnConsumer('audit');
   const sentAtKill = await count('SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NOT NULL');
   relay = spawnRelay();
   await expect.poll(() => count('SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NOT NULL'), { timeout: 30_000 }).toBeGreaterThan(sentAtKill);
@@ -128,6 +149,7 @@ it('relay SIGKILL and broker SIGSTOP beyond the request timeout: every event rea
   // The relay (the respawned process, which lived through the pause) drains the outbox.
   await expect.poll(() => count('SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL'), { timeout: 60_000, interval: 250 }).toBe(0);
   expect(relay.exitCode).toBeNull();
+  expect(audit.exitCode).toBeNull();
   // The relay did meet the broker's silence: its produce request timed out (kafkajs retries it
   // with backoff; a longer outage exhausts those and the relay loop's own backoff takes over).
   const lines = relayLog.map((l) => JSON.parse(l) as { msg: string; time: number });

@@ -106,6 +106,8 @@ export async function startConsumer(
   const consumer = kafka.consumer({
     groupId: consumerGroupId(config, spec.name),
     allowAutoTopicCreation: true,
+    sessionTimeout: config.CONSUMER_SESSION_TIMEOUT_MS,
+    heartbeatInterval: Math.max(500, Math.floor(config.CONSUMER_SESSION_TIMEOUT_MS / 10)),
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
   });
   await consumer.connect();
