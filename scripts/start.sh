@@ -38,9 +38,10 @@ die() {
 API_ENTRY=src/api/server.ts
 WORKER_ENTRY=src/workers/main.ts
 RELAY_ENTRY=src/events/relay-main.ts
+CONSUMER_ENTRY=src/events/consumers/main.ts
 MIGRATE_ENTRY=src/db/migrate-main.ts
 GATEWAY_SIM_ENTRY=src/gateway-sim/main.ts
-for f in "$API_ENTRY" "$WORKER_ENTRY" "$RELAY_ENTRY" "$MIGRATE_ENTRY" "$GATEWAY_SIM_ENTRY"; do
+for f in "$API_ENTRY" "$WORKER_ENTRY" "$RELAY_ENTRY" "$CONSUMER_ENTRY" "$MIGRATE_ENTRY" "$GATEWAY_SIM_ENTRY"; do
   [[ -f "$f" ]] || die "$f is missing"
 done
 [[ -d node_modules ]] || die "node_modules is missing: run npm ci first"
@@ -144,7 +145,7 @@ if [[ -z "${GATEWAY_URL:-}" ]]; then
 fi
 
 # --- process launching ------------------------------------------------------------------------
-NAME_WIDTH=7
+NAME_WIDTH=9
 ((API_PROCESSES > 1 || WORKER_PROCESSES > 1)) && NAME_WIDTH=9
 
 # Starts one node process in its own session (so a terminal Ctrl-C reaches only this script,
@@ -153,10 +154,11 @@ NAME_WIDTH=7
 # draining while the process shuts down.
 launch() {
   local name=$1 port=$2 entry=$3 label log
+  shift 3 # the rest: arguments of the entry
   printf -v label "%-${NAME_WIDTH}s" "$name"
   log="$RUN_DIR/$name.log"
   [[ -f "$log" ]] && mv -f "$log" "$log.1"
-  PORT="$port" setsid node --import tsx "$entry" </dev/null \
+  PORT="$port" setsid node --import tsx "$entry" "$@" </dev/null \
     > >(trap '' INT HUP TERM; tee -a "$log" | sed -u "s/^/$label | /") 2>&1 &
   PIDS+=("$!")
   NAMES+=("$name")
@@ -183,6 +185,8 @@ for ((i = 0; i < WORKER_PROCESSES; i++)); do
   launch "$name" "$PORT" "$WORKER_ENTRY"
 done
 launch relay "$PORT" "$RELAY_ENTRY"
+# Event consumers (docs/events.md), one process each in its own consumer group.
+for consumer in audit analytics fraud webhooks; do launch "$consumer" "$PORT" "$CONSUMER_ENTRY" "$consumer"; done
 
 # --- wait for health --------------------------------------------------------------------------
 healthy() {

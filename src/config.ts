@@ -57,9 +57,43 @@ const schema = z
     /** Calls in the rolling window before the breaker may open. */
     BREAKER_VOLUME_THRESHOLD: intFrom(5, 0),
     BREAKER_ROLLING_WINDOW_MS: intFrom(10_000, 100),
+    /** kafkajs request timeout; a broker silent for longer fails the request (and is retried). */
+    KAFKA_REQUEST_TIMEOUT_MS: intFrom(10_000, 100),
+
+    /** Consumer groups are `<prefix>.<topic>.<consumer>`. */
+    CONSUMER_GROUP_PREFIX: z.string().regex(/^[A-Za-z0-9._-]+$/).default('ledgerline'),
+    /** A consumer silent this long (crashed) is evicted from its group and its partitions move. */
+    CONSUMER_SESSION_TIMEOUT_MS: intFrom(30_000, 1000),
+    /** Fraud rules: more than VELOCITY_MAX transfers out of a wallet within the window. */
+    FRAUD_VELOCITY_MAX: intFrom(20, 1),
+    FRAUD_VELOCITY_WINDOW_SECONDS: intFrom(60, 1),
+    /** A single fund or transfer of at least this many minor units (any currency). */
+    FRAUD_AMOUNT_THRESHOLD_MINOR: z.coerce.bigint().positive().default(1_000_000n),
+    /** A transfer out of at least DRAIN_PERCENT % of a fund received within the window. */
+    FRAUD_DRAIN_WINDOW_SECONDS: intFrom(300, 1),
+    FRAUD_DRAIN_PERCENT: intFrom(90, 1),
+    /** Policy: freeze the wallet an alert is about (an operator unfreezes it). */
+    FRAUD_FREEZE_ON_SUSPICION: z
+      .enum(['true', 'false', '1', '0'])
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
+
+    /** Webhook delivery: per-request timeout, parallel deliveries per process, retry delays. */
+    WEBHOOK_TIMEOUT_MS: intFrom(10_000, 100),
+    WEBHOOK_CONCURRENCY: intFrom(50, 1),
+    /** Delays before each retry; the default (Standard Webhooks' schedule) spans about 28 h. */
+    WEBHOOK_RETRY_SCHEDULE_MS: csv
+      .pipe(z.array(z.string().regex(/^[0-9]+$/, 'delays are integers (ms)').transform(Number)).min(1))
+      .default([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
+    /** Allow http and private/loopback targets (unset: allowed except in production). */
+    WEBHOOK_ALLOW_PRIVATE_URLS: z.enum(['true', 'false', '1', '0']).optional(),
   })
   .transform((env) => ({
     ...env,
+    WEBHOOK_ALLOW_PRIVATE_URLS:
+      env.WEBHOOK_ALLOW_PRIVATE_URLS === undefined
+        ? env.NODE_ENV !== 'production'
+        : env.WEBHOOK_ALLOW_PRIVATE_URLS === 'true' || env.WEBHOOK_ALLOW_PRIVATE_URLS === '1',
     SHARD_DATABASE_URLS:
       env.SHARD_DATABASE_URLS && env.SHARD_DATABASE_URLS.length > 0
         ? env.SHARD_DATABASE_URLS

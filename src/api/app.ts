@@ -10,10 +10,12 @@ import { isErrorCode } from './error-map.ts';
 import { openApiDocument } from './openapi.ts';
 import { HttpProblem, sendProblem } from './problem.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { eventsAdminRoutes } from './routes/events-admin.ts';
 import { healthRoutes } from './routes/health.ts';
 import { moneyRoutes } from './routes/money.ts';
 import { operationRoutes } from './routes/operations.ts';
 import { walletRoutes } from './routes/wallets.ts';
+import { webhookEndpointRoutes } from './routes/webhook-endpoints.ts';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
@@ -70,10 +72,12 @@ export function createApp(ctx: ApiContext): express.Express {
   app.use(express.json({ limit: '64kb', strict: true }));
 
   app.use(adminRoutes(ctx));
+  app.use(eventsAdminRoutes(ctx));
   app.use('/v1', clientAuth(ctx.shards.control.db));
   app.use(walletRoutes(ctx));
   app.use(moneyRoutes(ctx));
   app.use(operationRoutes(ctx));
+  app.use(webhookEndpointRoutes(ctx));
 
   app.use((req: Request) => {
     throw new HttpProblem('not_found', `no route for ${req.method} ${req.path}`);

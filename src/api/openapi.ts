@@ -6,6 +6,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV31, type ResponseConfig } from '@aste
 import { z } from 'zod';
 import { FAILURE_CODES } from '../domain/errors.ts';
 import { ERROR_MAP, type ErrorCode } from './error-map.ts';
+import { registerEventPaths } from './openapi-events.ts';
 import {
   BalanceQuery,
   CreateApiKeyBody,
@@ -223,6 +224,8 @@ function build(): object {
     request: { params: OperationIdParams, query: OperationQuery },
     responses: { 200: json(Operation, 'The operation'), ...problems(...CLIENT, 'validation_failed', 'operation_not_found') },
   });
+
+  registerEventPaths(registry, { problems, json, asClient, asAdmin: [{ [admin.name]: [] }], Wallet });
 
   const doc = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

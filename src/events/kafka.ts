@@ -10,13 +10,13 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 };
 
 /** A kafkajs client that logs through pino. */
-export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'>, logger: Logger): Kafka {
+export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & Partial<Pick<Config, 'KAFKA_REQUEST_TIMEOUT_MS'>>, logger: Logger): Kafka {
   const log = logger.child({ component: 'kafka' });
   return new Kafka({
     clientId: config.KAFKA_CLIENT_ID,
     brokers: [...config.KAFKA_BROKERS],
     connectionTimeout: 3000,
-    requestTimeout: 10_000,
+    requestTimeout: config.KAFKA_REQUEST_TIMEOUT_MS ?? 10_000,
     retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 5000 },
     logLevel: logLevel.WARN,
     logCreator:

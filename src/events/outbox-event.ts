@@ -6,6 +6,7 @@ export const EVENT_TYPES = [
   'wallet.fund_failed',
   'transfer.completed',
   'transfer.failed',
+  'risk.suspicious_activity',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -1,9 +1,14 @@
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../infra/logger.ts';
 import { onShutdown } from '../infra/shutdown.ts';
-import { startRelay } from './start-relay.ts';
 
 const config = loadConfig();
 const logger = createLogger(config, 'relay');
-const relay = startRelay(config, logger);
-onShutdown(logger, relay.close);
+// The signal handler goes in before the heavy modules load, so a SIGTERM during start-up
+// still ends in a clean exit 0 (on a loaded machine loading them takes seconds).
+const running: { relay?: { close: () => Promise<void> } } = {};
+onShutdown(logger, async () => {
+  await running.relay?.close();
+});
+const { startRelay } = await import('./start-relay.ts');
+running.relay = startRelay(config, logger);

@@ -1,6 +1,7 @@
 import { asc, inArray, isNull } from 'drizzle-orm';
 import type { Pool } from 'pg';
 import type { Producer } from 'kafkajs';
+import { Gauge, Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { outbox } from '../db/schema.ts';
 import type { Logger } from '../infra/logger.ts';
@@ -8,6 +9,16 @@ import { sleep } from '../infra/sleep.ts';
 
 /** Arbitrary constant: the advisory lock that makes one relay per database the active one. */
 const RELAY_LOCK_KEY = 0x4c4c_5201;
+
+const publishLag = new Histogram({
+  name: 'ledgerline_outbox_publish_lag_seconds',
+  help: 'Time from an outbox row commit to its acknowledgement by the broker',
+  buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+});
+const oldestUnsent = new Gauge({
+  name: 'ledgerline_outbox_oldest_unsent_seconds',
+  help: 'Age of the oldest outbox row not yet published when the relay last read a batch (0 when drained)',
+});
 
 export interface RelayOptions {
   topic: string;
@@ -28,6 +39,7 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
     .where(isNull(outbox.sentAt))
     .orderBy(asc(outbox.seq))
     .limit(options.batchSize);
+  oldestUnsent.set(rows[0] ? (Date.now() - rows[0].createdAt.getTime()) / 1000 : 0);
   if (rows.length === 0) return 0;
   await producer.send({
     topic: options.topic,
@@ -50,6 +62,8 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
     .update(outbox)
     .set({ sentAt: new Date() })
     .where(inArray(outbox.seq, rows.map((r) => r.seq)));
+  const ackedAt = Date.now();
+  for (const row of rows) publishLag.observe((ackedAt - row.createdAt.getTime()) / 1000);
   return rows.length;
 }
 
@@ -76,6 +90,9 @@ export async function runRelay(
       backoffMs = Math.min(backoffMs * 2, 10_000);
       continue;
     }
+    // A session killed by the server (restart, pg_terminate_backend) emits 'error' on the
+    // checked-out client; without a listener the process would crash instead of re-locking.
+    lockClient.on('error', (err) => logger.warn({ err }, 'relay lock session lost'));
     try {
       const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]);
       if (!rows[0]?.locked) {

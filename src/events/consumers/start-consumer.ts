@@ -1,0 +1,73 @@
+import type { Config } from '../../config.ts';
+import { ShardRouter } from '../../db/shard-router.ts';
+import type { Logger } from '../../infra/logger.ts';
+import { createBlockingRedis } from '../../infra/redis.ts';
+import { createWebhookWorker, runDeliveryDispatcher } from '../webhooks/deliver.ts';
+import { createWebhookQueue } from '../webhooks/webhook-queue.ts';
+import { analyticsConsumer } from './analytics.ts';
+import { auditConsumer } from './audit.ts';
+import { startConsumer, type ConsumerSpec } from './consumer.ts';
+import { fraudConsumer } from './fraud.ts';
+import { webhooksConsumer } from './webhooks.ts';
+
+export const CONSUMER_NAMES = ['audit', 'analytics', 'fraud', 'webhooks'] as const;
+export type ConsumerName = (typeof CONSUMER_NAMES)[number];
+
+function specFor(name: ConsumerName, config: Config, shards: ShardRouter, logger: Logger): ConsumerSpec {
+  switch (name) {
+    case 'audit':
+      return auditConsumer();
+    case 'analytics':
+      return analyticsConsumer();
+    case 'fraud':
+      return fraudConsumer(config, shards, logger);
+    case 'webhooks':
+      return webhooksConsumer(shards);
+  }
+}
+
+/**
+ * Starts one consumer (its Kafka group; its own tables in the control database, wallets read
+ * and frozen in their shard databases); the webhooks consumer also
+ * runs the delivery dispatcher and the BullMQ delivery worker. `close()` stops consuming after
+ * the message in hand, lets in-flight deliveries finish, and closes the pools.
+ */
+export async function startConsumerProcess(
+  name: ConsumerName,
+  config: Config,
+  logger: Logger,
+): Promise<{ close: () => Promise<void> }> {
+  const log = logger.child({ consumer: name });
+  const shards = ShardRouter.open(config, `ledgerline-consumer-${name}`);
+  const closers: (() => Promise<void>)[] = [];
+  if (name === 'webhooks') {
+    const connection = createBlockingRedis(config);
+    connection.on('error', () => {});
+    const queue = createWebhookQueue(config, connection);
+    const worker = createWebhookWorker(config, shards.control, connection.duplicate(), log);
+    const stop = new AbortController();
+    const dispatcher = runDeliveryDispatcher(shards.control, queue, 250, log, stop.signal);
+    closers.push(async () => {
+      stop.abort();
+      await dispatcher;
+      await worker.close();
+      await queue.close();
+      connection.disconnect();
+    });
+  }
+  let running: Awaited<ReturnType<typeof startConsumer>>;
+  try {
+    running = await startConsumer(config, log, shards.control, specFor(name, config, shards, log));
+  } catch (err) {
+    for (const close of closers) await close().catch(() => {});
+    await shards.close();
+    throw err;
+  }
+  return {
+    async close() {
+      await running.close();
+      for (const close of closers) await close();
+      await shards.close();
+    },
+  };
+}

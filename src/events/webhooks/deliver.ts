@@ -1,0 +1,164 @@
+import { and, eq, lt, sql } from 'drizzle-orm';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { Counter } from 'prom-client';
+import { Webhook } from 'standardwebhooks';
+import type { Config } from '../../config.ts';
+import type { Database } from '../../db/client.ts';
+import { webhookAttempts, webhookDeliveries, webhookEndpoints } from '../../db/consumer-schema.ts';
+import type { Logger } from '../../infra/logger.ts';
+import { sleep } from '../../infra/sleep.ts';
+import { webhookUrlProblem } from './url-policy.ts';
+import { WEBHOOK_QUEUE, webhookBackoffMs, type WebhookJob } from './webhook-queue.ts';
+
+const attemptsTotal = new Counter({
+  name: 'ledgerline_webhook_attempts_total',
+  help: 'Webhook HTTP attempts by outcome (success, http_error, timeout_or_network, gone)',
+  labelNames: ['outcome'] as const,
+});
+
+/**
+ * Sends one delivery: signs the stored body (Standard Webhooks: webhook-id = event id, so
+ * retries carry the same id), POSTs with a per-request timeout, logs the attempt. 2xx ends it;
+ * 410 disables the endpoint; anything else throws, and BullMQ retries on the schedule.
+ */
+export async function attemptDelivery(
+  config: Config,
+  database: Database,
+  job: Pick<Job<WebhookJob>, 'data' | 'attemptsMade' | 'opts'>,
+): Promise<'succeeded' | 'failed' | 'skipped'> {
+  const { db } = database;
+  const [row] = await db
+    .select({ delivery: webhookDeliveries, endpoint: webhookEndpoints })
+    .from(webhookDeliveries)
+    .innerJoin(webhookEndpoints, eq(webhookEndpoints.id, webhookDeliveries.endpointId))
+    .where(eq(webhookDeliveries.id, job.data.deliveryId));
+  if (!row || row.delivery.status !== 'pending') return 'skipped';
+  const { delivery, endpoint } = row;
+  const finish = async (status: 'succeeded' | 'failed', error?: string) => {
+    await db
+      .update(webhookDeliveries)
+      .set({ status, completedAt: new Date(), updatedAt: new Date(), ...(error ? { lastError: error } : {}) })
+      .where(eq(webhookDeliveries.id, delivery.id));
+  };
+  if (endpoint.status !== 'active') {
+    await finish('failed', 'endpoint disabled');
+    return 'failed';
+  }
+
+  const started = Date.now();
+  let statusCode: number | null = null;
+  let error: string | null = null;
+  const urlProblem = await webhookUrlProblem(endpoint.url, config.WEBHOOK_ALLOW_PRIVATE_URLS);
+  if (urlProblem) {
+    error = `target not allowed: ${urlProblem}`;
+  } else {
+    const timestamp = new Date();
+    const signature = new Webhook(endpoint.secret).sign(delivery.eventId, timestamp, delivery.body);
+    try {
+      const res = await fetch(endpoint.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'Ledgerline-Webhooks/1',
+          'webhook-id': delivery.eventId,
+          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+          'webhook-signature': signature,
+        },
+        body: delivery.body,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS),
+      });
+      statusCode = res.status;
+      await res.body?.cancel().catch(() => {});
+    } catch (err) {
+      error = (err as Error).name === 'TimeoutError' ? `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms` : (err as Error).message;
+    }
+  }
+  const durationMs = Date.now() - started;
+  await db.transaction(async (tx) => {
+    await tx.insert(webhookAttempts).values({ deliveryId: delivery.id, statusCode, error, durationMs });
+    await tx
+      .update(webhookDeliveries)
+      .set({ attempts: sql`${webhookDeliveries.attempts} + 1`, lastStatusCode: statusCode, lastError: error, updatedAt: new Date() })
+      .where(eq(webhookDeliveries.id, delivery.id));
+  });
+
+  if (statusCode !== null && statusCode >= 200 && statusCode < 300) {
+    attemptsTotal.inc({ outcome: 'success' });
+    await finish('succeeded');
+    return 'succeeded';
+  }
+  if (statusCode === 410) {
+    attemptsTotal.inc({ outcome: 'gone' });
+    await db
+      .update(webhookEndpoints)
+      .set({ status: 'disabled', disabledReason: 'the endpoint answered 410 Gone', updatedAt: new Date() })
+      .where(eq(webhookEndpoints.id, endpoint.id));
+    await finish('failed', 'endpoint answered 410 Gone; endpoint disabled');
+    return 'failed';
+  }
+  attemptsTotal.inc({ outcome: statusCode === null ? 'timeout_or_network' : 'http_error' });
+  const reason = error ?? `endpoint answered ${statusCode}`;
+  const attempts = job.opts.attempts ?? 1;
+  if (job.attemptsMade + 1 >= attempts) {
+    await finish('failed', `${reason} (gave up after ${attempts} attempts)`);
+    throw new UnrecoverableError(reason);
+  }
+  throw new Error(reason);
+}
+
+/** The BullMQ worker sending deliveries, WEBHOOK_CONCURRENCY at a time (a slow endpoint holds one slot, for at most the timeout). */
+export function createWebhookWorker(config: Config, database: Database, connection: Redis, logger: Logger): Worker<WebhookJob> {
+  const worker = new Worker<WebhookJob>(
+    WEBHOOK_QUEUE,
+    async (job) => {
+      await attemptDelivery(config, database, job);
+    },
+    {
+      connection,
+      prefix: config.REDIS_PREFIX,
+      concurrency: config.WEBHOOK_CONCURRENCY,
+      settings: { backoffStrategy: (attemptsMade: number) => webhookBackoffMs(config.WEBHOOK_RETRY_SCHEDULE_MS, attemptsMade) },
+    },
+  );
+  worker.on('failed', (job, err) => logger.info({ deliveryId: job?.data.deliveryId, attempt: job?.attemptsMade, err: err.message }, 'webhook attempt failed'));
+  worker.on('error', (err) => logger.warn({ err }, 'webhook worker error'));
+  return worker;
+}
+
+/**
+ * Enqueues every pending delivery whose current generation has no job yet, as job
+ * `<delivery id>:<generation>` (so enqueuing twice after a crash is a no-op). Deliveries are
+ * created by the consumer and re-armed by manual retries; this loop is their only way into Redis.
+ */
+export async function runDeliveryDispatcher(
+  database: Database,
+  queue: Queue<WebhookJob>,
+  intervalMs: number,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  while (!signal.aborted) {
+    try {
+      const due = await database.db
+        .select({ id: webhookDeliveries.id, generation: webhookDeliveries.generation })
+        .from(webhookDeliveries)
+        .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
+        .limit(500);
+      if (due.length > 0) {
+        await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: `${d.id}-g${d.generation}` } })));
+        for (const d of due) {
+          await database.db
+            .update(webhookDeliveries)
+            .set({ enqueuedGeneration: d.generation })
+            .where(and(eq(webhookDeliveries.id, d.id), eq(webhookDeliveries.generation, d.generation)));
+        }
+      }
+      if (due.length < 500) await sleep(intervalMs, signal);
+    } catch (err) {
+      logger.warn({ err }, 'webhook dispatcher failed; retrying');
+      await sleep(1000, signal);
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import { lookup } from 'node:dns/promises';
+import { BlockList, isIP } from 'node:net';
+
+/** Addresses a production webhook may never reach (SSRF): private, loopback, link-local, etc. */
+const BLOCKED = new BlockList();
+for (const [net, prefix] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
+  ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15],
+  ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) BLOCKED.addSubnet(net, prefix, 'ipv4');
+for (const [net, prefix] of [
+  ['::', 128], ['::1', 128], ['64:ff9b::', 96], ['100::', 64], ['2001:db8::', 32],
+  ['fc00::', 7], ['fe80::', 10], ['ff00::', 8],
+] as const) BLOCKED.addSubnet(net, prefix, 'ipv6');
+
+export function isPublicAddress(address: string): boolean {
+  // IPv4-mapped IPv6 (::ffff:a.b.c.d) is judged as the IPv4 address it carries. (A mapped
+  // range in the BlockList would also match every plain IPv4 address.)
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return isPublicAddress(mapped[1]!);
+  if (/^::ffff:/i.test(address)) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  return !BLOCKED.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * Why `url` may not be a webhook target, or undefined when it may. With `allowPrivate`
+ * (development, tests) http and any address are fine. Otherwise only https to a host whose every
+ * DNS answer is a public address; checked at registration and again before each delivery
+ * (DNS can change).
+ */
+export async function webhookUrlProblem(url: string, allowPrivate: boolean): Promise<string | undefined> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'not a URL';
+  }
+  if (parsed.username || parsed.password) return 'credentials in the URL are not allowed';
+  if (allowPrivate) return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? undefined : 'only http(s) URLs';
+  if (parsed.protocol !== 'https:') return 'only https URLs are allowed';
+  const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  let addresses: string[];
+  try {
+    addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+  } catch {
+    return `the host ${host} does not resolve`;
+  }
+  if (addresses.length === 0) return `the host ${host} does not resolve`;
+  const bad = addresses.find((a) => !isPublicAddress(a));
+  return bad ? `the host resolves to a non-public address (${bad})` : undefined;
+}
