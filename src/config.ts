@@ -44,6 +44,9 @@ const schema = z
 
     RELAY_BATCH_SIZE: intFrom(500, 1),
     RELAY_POLL_INTERVAL_MS: intFrom(100, 10),
+
+    /** Worker, relay and consumer processes serve GET /metrics here; 0 = a free port (logged). The API serves /metrics on PORT. */
+    METRICS_PORT: intFrom(0, 0),
   })
   .transform((env) => ({
     ...env,

@@ -4,7 +4,9 @@ import type { Producer } from 'kafkajs';
 import type { Db } from '../db/client.ts';
 import { outbox } from '../db/schema.ts';
 import type { Logger } from '../infra/logger.ts';
+import { outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
+import { traceIdOf } from '../infra/trace.ts';
 
 /** Arbitrary constant: the advisory lock that makes one relay per database the active one. */
 const RELAY_LOCK_KEY = 0x4c4c_5201;
@@ -21,7 +23,7 @@ export interface RelayOptions {
  * rows stay unsent and are published again: at least once, consumers dedupe on `ce_id`.
  * Returns how many rows it published.
  */
-export async function relayBatch(db: Db, producer: Producer, options: RelayOptions): Promise<number> {
+export async function relayBatch(db: Db, producer: Producer, options: RelayOptions, logger?: Logger): Promise<number> {
   const rows = await db
     .select()
     .from(outbox)
@@ -43,6 +45,8 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
         ce_time: row.createdAt.toISOString(),
         ce_subject: row.key,
         'content-type': 'application/json',
+        // W3C Trace Context of the request behind the event (Kafka header convention).
+        ...(row.traceparent ? { traceparent: row.traceparent } : {}),
       },
     })),
   });
@@ -50,6 +54,15 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
     .update(outbox)
     .set({ sentAt: new Date() })
     .where(inArray(outbox.seq, rows.map((r) => r.seq)));
+  if (logger?.isLevelEnabled('info')) {
+    // One line per event, so a transfer can be followed from the API through the worker to Kafka.
+    for (const row of rows) {
+      logger.info(
+        { operationId: row.operationId, requestId: row.requestId, traceId: traceIdOf(row.traceparent), eventId: row.eventId, type: row.type },
+        'event published',
+      );
+    }
+  }
   return rows.length;
 }
 
@@ -61,7 +74,7 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
 export async function runRelay(
   database: { db: Db; pool: Pool },
   producer: Producer,
-  options: RelayOptions & { pollIntervalMs: number },
+  options: RelayOptions & { pollIntervalMs: number; database?: string },
   logger: Logger,
   signal: AbortSignal,
 ): Promise<void> {
@@ -86,10 +99,12 @@ export async function runRelay(
       while (!signal.aborted) {
         try {
           await lockClient.query('SELECT 1'); // still holding the session (and the lock)?
-          const sent = await relayBatch(database.db, producer, options);
+          const sent = await relayBatch(database.db, producer, options, logger);
+          outboxPublished.inc({ database: options.database ?? '0' }, sent);
           backoffMs = 200;
           if (sent < options.batchSize) await sleep(options.pollIntervalMs, signal);
         } catch (err) {
+          outboxPublishFailures.inc({ database: options.database ?? '0' });
           logger.warn({ err, backoffMs }, 'relay batch failed; backing off');
           await sleep(backoffMs, signal);
           backoffMs = Math.min(backoffMs * 2, 10_000);

@@ -4,7 +4,9 @@ import { operationSettledChannel } from '../api/operation-waiter.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, jobPayloads, type JobName } from '../jobs/catalog.ts';
+import { traceIdOf } from '../infra/trace.ts';
 import { settleOperation } from './settle-operation.ts';
+import { recordSettlement } from './settlement-metrics.ts';
 
 export interface WorkerDeps {
   shards: ShardRouter;
@@ -19,11 +21,12 @@ export interface WorkerDeps {
 type Handler = (job: Job, deps: WorkerDeps) => Promise<unknown>;
 
 async function settle(job: Job, deps: WorkerDeps): Promise<unknown> {
-  const { operationId } = jobPayloads[job.name as JobName].parse(job.data);
-  const log = deps.logger.child({ operationId, jobId: job.id, attempt: job.attemptsMade + 1 });
+  const { operationId, requestId, traceparent } = jobPayloads[job.name as JobName].parse(job.data);
+  const log = deps.logger.child({ operationId, requestId, traceId: traceIdOf(traceparent), jobId: job.id, attempt: job.attemptsMade + 1 });
   await deps.faultPoint?.('before-settle', operationId);
   const result = await settleOperation(deps.shards.forId(operationId).db, operationId);
   await deps.faultPoint?.('after-settle', operationId);
+  recordSettlement(job.name === 'settle-fund' ? 'fund' : 'transfer', result);
   if (result.outcome === 'missing') {
     // Should not happen: the API commits the operation before enqueuing.
     log.error('operation not found; dropping job');

@@ -10,7 +10,15 @@ import { outboxEvent } from '../events/outbox-event.ts';
 export type SettleResult =
   | { outcome: 'missing' }
   | { outcome: 'already_terminal'; status: 'succeeded' | 'failed' }
-  | { outcome: 'settled'; status: 'succeeded' | 'failed'; failureCode?: string; walletIds: string[] };
+  | {
+      outcome: 'settled';
+      status: 'succeeded' | 'failed';
+      failureCode?: string;
+      walletIds: string[];
+      /** For transfer_duration_seconds: accepted (operation created) → terminal. */
+      acceptedAt: Date;
+      completedAt: Date;
+    };
 
 type WalletRow = typeof wallets.$inferSelect;
 
@@ -119,13 +127,17 @@ export async function settleOperation(db: Db, operationId: string): Promise<Sett
           ? plan.ok ? 'wallet.funded' : 'wallet.fund_failed'
           : plan.ok ? 'transfer.completed' : 'transfer.failed';
       const key = op.fromWalletId ?? op.toWalletId;
-      await tx.insert(outbox).values(outboxEvent(eventType, key, operationView(settled), op.id));
+      await tx
+        .insert(outbox)
+        .values({ ...outboxEvent(eventType, key, operationView(settled), op.id), requestId: op.requestId, traceparent: op.traceparent });
 
       return {
         outcome: 'settled',
         status,
         ...(plan.ok ? {} : { failureCode: plan.code }),
         walletIds: ids,
+        acceptedAt: op.createdAt,
+        completedAt: now,
       } as const;
     }),
   );
