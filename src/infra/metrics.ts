@@ -195,22 +195,27 @@ export interface OutboxSource {
 }
 const outboxSources = new Set<OutboxSource>();
 
+/**
+ * One read of every outbox source per scrape, shared by the two outbox gauges (prom-client
+ * collects metrics concurrently, so each gauge awaits the same snapshot).
+ */
+let outboxSnapshot: { at: number; data: Promise<Map<OutboxSource, { unsent: number; oldestAgeSeconds: number } | undefined>> } | undefined;
+function readOutboxSources(): Promise<Map<OutboxSource, { unsent: number; oldestAgeSeconds: number } | undefined>> {
+  if (outboxSnapshot && Date.now() - outboxSnapshot.at < 1000) return outboxSnapshot.data;
+  const data = Promise.all(
+    [...outboxSources].map(async (source) => [source, await withTimeout(source.lag()).catch(() => undefined)] as const),
+  ).then((entries) => new Map(entries));
+  outboxSnapshot = { at: Date.now(), data };
+  return data;
+}
+
 export const outboxUnsent = new Gauge({
   name: 'outbox_unsent_events',
   help: 'Outbox rows not yet published to Kafka, by database',
   labelNames: ['database'] as const,
   async collect() {
-    await Promise.all(
-      [...outboxSources].map(async (source) => {
-        try {
-          const { unsent, oldestAgeSeconds } = await withTimeout(source.lag());
-          this.set({ database: source.database }, unsent);
-          outboxOldestAge.set({ database: source.database }, oldestAgeSeconds);
-        } catch {
-          // keep the last values
-        }
-      }),
-    );
+    // A source that failed keeps its last value.
+    for (const [source, lag] of await readOutboxSources()) if (lag) this.set({ database: source.database }, lag.unsent);
   },
 });
 
@@ -218,6 +223,9 @@ export const outboxOldestAge = new Gauge({
   name: 'outbox_oldest_unsent_age_seconds',
   help: 'Age of the oldest unpublished outbox row, by database (0 when all are sent)',
   labelNames: ['database'] as const,
+  async collect() {
+    for (const [source, lag] of await readOutboxSources()) if (lag) this.set({ database: source.database }, lag.oldestAgeSeconds);
+  },
 });
 
 /** Reports outbox lag at each scrape. */
