@@ -73,8 +73,8 @@ describe.skipIf(!compose)('docker-compose.yml (docker-compose config)', () => {
     for (const service of ['nginx', 'api', 'worker', 'relay', 'postgres', 'redis', 'kafka', 'prometheus', 'grafana', 'migrate']) {
       expect(text, service).toMatch(new RegExp(`^  ${service}:$`, 'm'));
     }
-    expect(text).toMatch(/^  api:\n(?:    .*\n|      .*\n)*?    deploy:\n      replicas: 3$/m);
-    expect(text).toMatch(/^  worker:\n(?:    .*\n|      .*\n)*?    deploy:\n      replicas: 3$/m);
+    expect(text).toMatch(/^ {2}api:\n(?: {4}.*\n| {6}.*\n)*? {4}deploy:\n {6}replicas: 3$/m);
+    expect(text).toMatch(/^ {2}worker:\n(?: {4}.*\n| {6}.*\n)*? {4}deploy:\n {6}replicas: 3$/m);
     expect(text).toContain('--maxmemory-policy');
     expect(text).toContain('noeviction');
     expect(text).toMatch(/--appendonly\n\s*- "?yes"?\n/);
