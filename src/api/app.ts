@@ -52,7 +52,11 @@ export function createApp(ctx: ApiContext): express.Express {
       logger: ctx.logger,
       genReqId: (_req, res) => String(res.getHeader('X-Request-Id')),
       customAttributeKeys: { reqId: 'requestId' },
-      customProps: (_req, res) => ({ traceId: traceIdOf((res as Response).locals?.traceparent as string | undefined) }),
+      // Top-level requestId and traceId on every line of the request, as on the worker's and relay's.
+      customProps: (req, res) => ({
+        requestId: req.id,
+        traceId: traceIdOf((res as Response).locals?.traceparent as string | undefined),
+      }),
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' },
       serializers: {
         req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),

@@ -89,6 +89,10 @@ export async function runRelay(
       backoffMs = Math.min(backoffMs * 2, 10_000);
       continue;
     }
+    // A checked-out client is not covered by the pool's error listener: a server-side
+    // termination (57P01, failover) while we hold the lock session would crash the process.
+    const onClientError = (err: Error) => logger.warn({ err: err.message }, 'relay lock session lost');
+    lockClient.on('error', onClientError);
     try {
       const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]);
       if (!rows[0]?.locked) {
@@ -119,6 +123,7 @@ export async function runRelay(
     } finally {
       await lockClient.query('SELECT pg_advisory_unlock_all()').catch(() => {});
       lockClient.release(true);
+      lockClient.off('error', onClientError);
     }
   }
 }
