@@ -123,7 +123,6 @@ export async function runRelay(
     } finally {
       await lockClient.query('SELECT pg_advisory_unlock_all()').catch(() => {});
       lockClient.release(true);
-      lockClient.off('error', onClientError);
     }
   }
 }
