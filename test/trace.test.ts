@@ -65,7 +65,7 @@ it('request id and trace id go from the request to the job, the outbox row and t
         eachMessage: async ({ message }) => {
           if (message.headers?.ce_id?.toString() === rows[0].event_id) {
             clearTimeout(timer);
-            resolve(message.headers.traceparent?.toString() ?? '');
+            resolve(message.headers?.traceparent?.toString() ?? '');
           }
         },
       });
