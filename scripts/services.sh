@@ -48,6 +48,11 @@ svc_install_missing() {
   { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || missing+=(redis-server)
   command -v kcat >/dev/null 2>&1 || missing+=(kcat)
   command -v socat >/dev/null 2>&1 || missing+=(socat)
+  # nginx: the load balancer of `npm start -- --api N`; promtool (package prometheus) and
+  # docker-compose: the alert-rule and compose-file checks in `npm test`.
+  command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   ((${#missing[@]} == 0)) && return 0
 
   svc_say "installing missing packages: ${missing[*]}"

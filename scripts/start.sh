@@ -7,9 +7,14 @@
 # a second Ctrl-C kills at once. The Kafka mock is stopped only if this run started it;
 # Postgres and Redis are left running. If any process exits on its own, the rest are stopped.
 #
+# Options: --api N (API processes; N > 1 puts Debian's nginx on PORT in front of them, the api
+# processes listen on PORT+1..PORT+N: the same topology as docker-compose), --workers N.
+#   npm start -- --api 3 --workers 2
+#
 # Environment (all optional): NODE_ENV (development), PORT (3000), ADMIN_TOKEN (generated when
-# unset outside production, kept in $LEDGERLINE_RUN_DIR/admin-token), API_PROCESSES (1; the i-th
-# extra one listens on PORT+i), WORKER_PROCESSES (1), LEDGERLINE_RUN_DIR (/tmp/ledgerline),
+# unset outside production, kept in $LEDGERLINE_RUN_DIR/admin-token), API_PROCESSES (1, same as
+# --api), WORKER_PROCESSES (1, same as --workers), METRICS_BASE_PORT (9464: the relay's
+# /metrics; worker i serves it on METRICS_BASE_PORT+i), LEDGERLINE_RUN_DIR (/tmp/ledgerline),
 # KAFKA_PORT (19092), GATEWAY_SIM_PORT (4010; the simulator is started unless GATEWAY_URL is set),
 # plus everything src/config.ts reads (DATABASE_URL, REDIS_URL, ...).
 set -euo pipefail
@@ -22,6 +27,7 @@ export LEDGERLINE_RUN_DIR="${LEDGERLINE_RUN_DIR:-/tmp/ledgerline}"
 RUN_DIR="$LEDGERLINE_RUN_DIR"
 API_PROCESSES="${API_PROCESSES:-1}"
 WORKER_PROCESSES="${WORKER_PROCESSES:-1}"
+METRICS_BASE_PORT="${METRICS_BASE_PORT:-9464}"
 SHUTDOWN_GRACE_SECONDS=15
 HEALTH_TIMEOUT_SECONDS=90
 
@@ -31,9 +37,28 @@ die() {
   exit 1
 }
 
+while (($#)); do
+  case "$1" in
+    --api) API_PROCESSES="${2:-}"; shift 2 ;;
+    --api=*) API_PROCESSES="${1#*=}"; shift ;;
+    --workers) WORKER_PROCESSES="${2:-}"; shift 2 ;;
+    --workers=*) WORKER_PROCESSES="${1#*=}"; shift ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option '$1' (use --api N, --workers N)" ;;
+  esac
+done
+
 [[ "$PORT" =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65536)) || die "PORT must be a port number, got '$PORT'"
 [[ "$API_PROCESSES" =~ ^[0-9]+$ ]] && ((API_PROCESSES >= 1)) || die "API_PROCESSES must be >= 1, got '$API_PROCESSES'"
 [[ "$WORKER_PROCESSES" =~ ^[0-9]+$ ]] || die "WORKER_PROCESSES must be >= 0, got '$WORKER_PROCESSES'"
+[[ "$METRICS_BASE_PORT" =~ ^[0-9]+$ ]] || die "METRICS_BASE_PORT must be a port number, got '$METRICS_BASE_PORT'"
+# More than one api process: nginx listens on PORT, the api processes on PORT+1..PORT+N.
+USE_NGINX=0
+((API_PROCESSES > 1)) && USE_NGINX=1
+NGINX_BIN=""
+if ((USE_NGINX)); then
+  NGINX_BIN=$(command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true)
+fi
 
 API_ENTRY=src/api/server.ts
 WORKER_ENTRY=src/workers/main.ts
@@ -130,9 +155,18 @@ svc_ensure
 KAFKA_STARTED_HERE="${LEDGERLINE_KAFKA_STARTED:-0}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-$SVC_KAFKA_ADDR}"
 
+if ((USE_NGINX)) && [[ -z "$NGINX_BIN" ]]; then
+  NGINX_BIN=$(command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true)
+  [[ -n "$NGINX_BIN" ]] || die "--api $API_PROCESSES needs nginx (apt-get install nginx; scripts/services.sh installs it)"
+fi
+
 # Something else answering /healthz on our port would pass for a healthy api.
-for ((i = 0; i < API_PROCESSES; i++)); do
+for ((i = 0; i < API_PROCESSES + USE_NGINX; i++)); do
   ! svc_port_open 127.0.0.1 $((PORT + i)) || die "port $((PORT + i)) is already in use (another npm start?); set PORT"
+done
+for ((i = 0; i <= WORKER_PROCESSES; i++)); do
+  ! svc_port_open 127.0.0.1 $((METRICS_BASE_PORT + i)) \
+    || die "metrics port $((METRICS_BASE_PORT + i)) is already in use; set METRICS_BASE_PORT"
 done
 
 # The payment gateway simulator, unless GATEWAY_URL points at a gateway already.
@@ -152,16 +186,20 @@ NAME_WIDTH=9
 # which then shuts everything down in order), output teed to its log and to the terminal.
 # The log pipe ignores INT/HUP/TERM (`timeout` signals its whole process group) so it keeps
 # draining while the process shuts down.
-launch() {
-  local name=$1 port=$2 entry=$3 label log
-  shift 3 # the rest: arguments of the entry
+launch_cmd() {
+  local name=$1 label log
+  shift
   printf -v label "%-${NAME_WIDTH}s" "$name"
   log="$RUN_DIR/$name.log"
   [[ -f "$log" ]] && mv -f "$log" "$log.1"
-  PORT="$port" setsid node --import tsx "$entry" "$@" </dev/null \
+  setsid "$@" </dev/null \
     > >(trap '' INT HUP TERM; tee -a "$log" | sed -u "s/^/$label | /") 2>&1 &
   PIDS+=("$!")
   NAMES+=("$name")
+}
+# launch <name> <PORT> <entry> [<METRICS_PORT> [arguments of the entry...]]
+launch() {
+  PORT="$2" METRICS_PORT="${4:-0}" launch_cmd "$1" node --import tsx "$3" "${@:5}"
 }
 
 say "running migrations ($MIGRATE_ENTRY)"
@@ -176,17 +214,23 @@ API_PORTS=()
 for ((i = 0; i < API_PROCESSES; i++)); do
   name=api
   ((API_PROCESSES > 1)) && name="api-$((i + 1))"
-  launch "$name" $((PORT + i)) "$API_ENTRY"
-  API_PORTS+=($((PORT + i)))
+  launch "$name" $((PORT + USE_NGINX + i)) "$API_ENTRY"
+  API_PORTS+=($((PORT + USE_NGINX + i)))
 done
 for ((i = 0; i < WORKER_PROCESSES; i++)); do
   name=worker
   ((WORKER_PROCESSES > 1)) && name="worker-$((i + 1))"
-  launch "$name" "$PORT" "$WORKER_ENTRY"
+  launch "$name" "$PORT" "$WORKER_ENTRY" $((METRICS_BASE_PORT + 1 + i))
 done
-launch relay "$PORT" "$RELAY_ENTRY"
+launch relay "$PORT" "$RELAY_ENTRY" "$METRICS_BASE_PORT"
 # Event consumers (docs/events.md), one process each in its own consumer group.
-for consumer in audit analytics fraud webhooks; do launch "$consumer" "$PORT" "$CONSUMER_ENTRY" "$consumer"; done
+for consumer in audit analytics fraud webhooks; do launch "$consumer" "$PORT" "$CONSUMER_ENTRY" 0 "$consumer"; done
+if ((USE_NGINX)); then
+  # Round robin over the api processes, the proxy rules of the compose load balancer.
+  nginx_conf=$(bash scripts/nginx-local.sh "$RUN_DIR/nginx" "$PORT" "${API_PORTS[@]}")
+  "$NGINX_BIN" -t -q -p "$RUN_DIR/nginx" -c "$nginx_conf" -g 'daemon off;' 2>&1 || die "nginx rejected $nginx_conf"
+  launch_cmd nginx "$NGINX_BIN" -p "$RUN_DIR/nginx" -c "$nginx_conf" -g 'daemon off;'
+fi
 
 # --- wait for health --------------------------------------------------------------------------
 healthy() {
@@ -207,7 +251,9 @@ first_dead() {
 }
 
 deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
-for port in "${API_PORTS[@]}"; do
+CHECK_PORTS=("${API_PORTS[@]}")
+((USE_NGINX)) && CHECK_PORTS+=("$PORT")
+for port in "${CHECK_PORTS[@]}"; do
   until healthy "$port"; do
     if dead=$(first_dead); then
       code=0
@@ -221,7 +267,9 @@ done
 
 base="http://127.0.0.1:$PORT"
 api_line="$base"
-((API_PROCESSES > 1)) && api_line="$base … http://127.0.0.1:$((PORT + API_PROCESSES - 1)) ($API_PROCESSES processes)"
+((USE_NGINX)) && api_line="$base (nginx) → ${API_PROCESSES} api processes on ports ${API_PORTS[*]}"
+metrics_line="api: <api>/metrics on ${API_PORTS[*]}; relay: $METRICS_BASE_PORT"
+((WORKER_PROCESSES > 0)) && metrics_line+="; workers: $((METRICS_BASE_PORT + 1))…$((METRICS_BASE_PORT + WORKER_PROCESSES))"
 kafka_line="$KAFKA_BROKERS"
 if [[ -f "$RUN_DIR/kafka.bootstrap" && "$KAFKA_BROKERS" == "$SVC_KAFKA_ADDR" ]]; then
   kafka_line="$KAFKA_BROKERS (librdkafka mock cluster: $(<"$RUN_DIR/kafka.bootstrap"))"
@@ -233,6 +281,7 @@ cat <<EOF
     Admin token   $ADMIN_TOKEN
     Bull Board    $base/admin/queues   (basic auth, password = admin token)
     OpenAPI       $base/openapi.json
+    Metrics       $metrics_line
     Kafka         $kafka_line, topic ${KAFKA_TOPIC:-ledger.events}
     Gateway       $GATEWAY_URL$( ((START_GATEWAY_SIM)) && echo " (simulator; POST $GATEWAY_URL/control {\"outage\":true})")
     Logs          $RUN_DIR/{$(IFS=,; echo "${NAMES[*]}")}.log
@@ -241,12 +290,26 @@ cat <<EOF
 EOF
 
 # --- run until a signal or until a process exits on its own ----------------------------------
+RESTARTS=0
 while true; do
   died=""
   code=0
   wait -n -p died "${PIDS[@]}" || code=$?
   if [[ -n "$died" ]]; then
-    for i in "${!PIDS[@]}"; do [[ "${PIDS[$i]}" == "$died" ]] && name="${NAMES[$i]}"; done
+    idx=""
+    for i in "${!PIDS[@]}"; do [[ "${PIDS[$i]}" == "$died" ]] && { name="${NAMES[$i]}"; idx=$i; }; done
+    # Behind nginx an api process that dies is replaced on its port (nginx sends its traffic
+    # to the others meanwhile), like a container restart; anything else stops the run.
+    if ((USE_NGINX)) && [[ "${name:-}" == api-* && -n "$idx" ]] && ((RESTARTS < 10)); then
+      RESTARTS=$((RESTARTS + 1))
+      port=${API_PORTS[$((${name#api-} - 1))]}
+      say "$name exited with code $code; restarting it on port $port (restart $RESTARTS of 10)"
+      unset 'PIDS[idx]' 'NAMES[idx]'
+      PIDS=("${PIDS[@]}")
+      NAMES=("${NAMES[@]}")
+      launch "$name" "$port" "$API_ENTRY"
+      continue
+    fi
     say "${name:-process $died} exited with code $code; stopping the others"
     stop_all 1
   fi

@@ -47,7 +47,7 @@ const schema = z
     RELAY_BATCH_SIZE: intFrom(500, 1),
     RELAY_POLL_INTERVAL_MS: intFrom(100, 10),
 
-    /** Payment gateway (issue 5): base URL the workers charge through, behind a circuit breaker. */
+    /** Payment gateway: base URL the workers charge through, behind a circuit breaker. */
     GATEWAY_URL: z.string().url().default('http://127.0.0.1:4010'),
     /** Port the gateway simulator (`npm run gateway-sim`) listens on. */
     GATEWAY_SIM_PORT: intFrom(4010, 0),
@@ -87,6 +87,8 @@ const schema = z
       .default([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
     /** Allow http and private/loopback targets (unset: allowed except in production). */
     WEBHOOK_ALLOW_PRIVATE_URLS: z.enum(['true', 'false', '1', '0']).optional(),
+    /** Worker, relay and consumer processes serve GET /metrics here; 0 = a free port (logged). The API serves /metrics on PORT. */
+    METRICS_PORT: intFrom(0, 0),
   })
   .transform((env) => ({
     ...env,

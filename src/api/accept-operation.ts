@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import { enqueueSettlement } from '../jobs/catalog.ts';
 import { claimIdempotencyKey, insertOperation, type NewOperation } from '../db/repositories/operations.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
+import { operationsAccepted } from '../infra/metrics.ts';
 import { findClientWallet, type WalletRow } from '../db/repositories/wallets.ts';
 import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
@@ -72,6 +73,8 @@ export async function acceptOperation(
       clientId: client.id,
       idempotencyKey: spec.idempotencyKey,
       requestHash: hash,
+      requestId: String(res.getHeader('X-Request-Id') ?? '') || null,
+      traceparent: (res.locals.traceparent as string | undefined) ?? null,
     });
     const operation = result.operation;
     committed = true;
@@ -87,6 +90,7 @@ export async function acceptOperation(
       await enqueueSettlement(ctx.queue, operation).catch((err: unknown) =>
         req.log.warn({ err, operationId: operation.id }, 'enqueue failed; the reconciler will enqueue it'),
       );
+      operationsAccepted.inc({ type: operation.type });
       req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
     }
     if (claim.kind === 'new') await ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);

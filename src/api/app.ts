@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response } from 'express';
 import { pinoHttp } from 'pino-http';
+import { childTraceparent, traceIdOf } from '../infra/trace.ts';
 import { DomainError } from '../domain/errors.ts';
 import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED } from '../db/shard-router.ts';
 import { clientAuth } from './auth.ts';
 import type { ApiContext } from './context.ts';
 import { isErrorCode } from './error-map.ts';
+import { httpMetrics, metricsHandler } from './http-metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { HttpProblem, sendProblem } from './problem.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -39,10 +41,13 @@ export function createApp(ctx: ApiContext): express.Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
 
+  app.use(httpMetrics());
   app.use((req: Request, res: Response, next: NextFunction) => {
     const given = req.get('x-request-id');
     const id = given && REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader('X-Request-Id', id);
+    // This request's span in the caller's trace (or a new trace); carried into jobs and events.
+    res.locals.traceparent = childTraceparent(req.get('traceparent'));
     next();
   });
   app.use(
@@ -50,7 +55,12 @@ export function createApp(ctx: ApiContext): express.Express {
       logger: ctx.logger,
       genReqId: (_req, res) => String(res.getHeader('X-Request-Id')),
       customAttributeKeys: { reqId: 'requestId' },
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      // Top-level requestId and traceId on every line of the request, as on the worker's and relay's.
+      customProps: (req, res) => ({
+        requestId: req.id,
+        traceId: traceIdOf((res as Response).locals?.traceparent as string | undefined),
+      }),
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' },
       serializers: {
         req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
@@ -59,6 +69,7 @@ export function createApp(ctx: ApiContext): express.Express {
   );
 
   app.use(healthRoutes(ctx));
+  app.get('/metrics', metricsHandler);
   app.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument());
   });

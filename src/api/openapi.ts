@@ -139,6 +139,12 @@ function build(): object {
   });
   registry.registerPath({
     method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics of this API process (text exposition format); blocked at the load balancer',
+    responses: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: z.string() } } } },
+  });
+  registry.registerPath({
+    method: 'get',
     path: '/openapi.json',
     summary: 'This document',
     responses: { 200: { description: 'OpenAPI 3.1 document' } },

@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import { ShardRouter } from '../db/shard-router.ts';
 import { createKafka, kafkaProbe } from '../events/kafka.ts';
 import type { Logger } from '../infra/logger.ts';
+import { concurrentConnections, observePool } from '../infra/metrics.ts';
 import { createFastFailRedis } from '../infra/redis.ts';
 import { createSettlementQueue } from '../jobs/catalog.ts';
 import { createApp } from './app.ts';
@@ -49,6 +50,11 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
     kafkaReady: kafka.check,
   });
   const server = createServer(app);
+  server.on('connection', (socket) => {
+    concurrentConnections.inc();
+    socket.once('close', () => concurrentConnections.dec());
+  });
+  const unobserve = shards.databases.map((d, i) => observePool(d.pool, { pool: 'api', database: String(i) }, config.PG_POOL_MAX));
   // Slow or stuck clients cannot hold sockets forever; long polls last at most 30 s.
   server.requestTimeout = 40_000;
   server.headersTimeout = 10_000;
@@ -71,6 +77,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
       await queue.close();
       await Promise.all([redis.quit(), queueConnection.quit()]).catch(() => {});
       await kafka.close();
+      for (const stop of unobserve) stop();
       await shards.close();
     },
   };

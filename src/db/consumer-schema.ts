@@ -1,5 +1,5 @@
 /**
- * Tables owned by the event consumers (issue 6). They live in the control database (the one
+ * Tables owned by the event consumers. They live in the control database (the one
  * holding logical shard 0); each consumer records the events it applied here, in the same
  * transaction as its effect.
  */

@@ -100,6 +100,9 @@ export const operations = pgTable(
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
+    /** X-Request-Id and W3C traceparent of the accepting request: logs and events follow them. */
+    requestId: text('request_id'),
+    traceparent: text('traceparent'),
   },
   (t) => [
     uniqueIndex('operations_client_idempotency_uq').on(t.clientId, t.idempotencyKey),
@@ -155,6 +158,9 @@ export const outbox = pgTable(
     operationId: uuid('operation_id'),
     createdAt: createdAt(),
     sentAt: timestamp('sent_at', { withTimezone: true, mode: 'date' }),
+    /** Of the request behind the event; the relay sends `traceparent` as a Kafka header. */
+    requestId: text('request_id'),
+    traceparent: text('traceparent'),
   },
   (t) => [
     uniqueIndex('outbox_event_id_uq').on(t.eventId),

@@ -1,11 +1,13 @@
 import { asc, inArray, isNull } from 'drizzle-orm';
 import type { Pool } from 'pg';
 import type { Producer } from 'kafkajs';
-import { Gauge, Histogram } from 'prom-client';
+import { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { outbox } from '../db/schema.ts';
 import type { Logger } from '../infra/logger.ts';
+import { outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
+import { traceIdOf } from '../infra/trace.ts';
 
 /** Arbitrary constant: the advisory lock that makes one relay per database the active one. */
 const RELAY_LOCK_KEY = 0x4c4c_5201;
@@ -14,10 +16,6 @@ const publishLag = new Histogram({
   name: 'ledgerline_outbox_publish_lag_seconds',
   help: 'Time from an outbox row commit to its acknowledgement by the broker',
   buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-});
-const oldestUnsent = new Gauge({
-  name: 'ledgerline_outbox_oldest_unsent_seconds',
-  help: 'Age of the oldest outbox row not yet published when the relay last read a batch (0 when drained)',
 });
 
 export interface RelayOptions {
@@ -32,14 +30,13 @@ export interface RelayOptions {
  * rows stay unsent and are published again: at least once, consumers dedupe on `ce_id`.
  * Returns how many rows it published.
  */
-export async function relayBatch(db: Db, producer: Producer, options: RelayOptions): Promise<number> {
+export async function relayBatch(db: Db, producer: Producer, options: RelayOptions, logger?: Logger): Promise<number> {
   const rows = await db
     .select()
     .from(outbox)
     .where(isNull(outbox.sentAt))
     .orderBy(asc(outbox.seq))
     .limit(options.batchSize);
-  oldestUnsent.set(rows[0] ? (Date.now() - rows[0].createdAt.getTime()) / 1000 : 0);
   if (rows.length === 0) return 0;
   await producer.send({
     topic: options.topic,
@@ -55,6 +52,8 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
         ce_time: row.createdAt.toISOString(),
         ce_subject: row.key,
         'content-type': 'application/json',
+        // W3C Trace Context of the request behind the event (Kafka header convention).
+        ...(row.traceparent ? { traceparent: row.traceparent } : {}),
       },
     })),
   });
@@ -64,6 +63,15 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
     .where(inArray(outbox.seq, rows.map((r) => r.seq)));
   const ackedAt = Date.now();
   for (const row of rows) publishLag.observe((ackedAt - row.createdAt.getTime()) / 1000);
+  if (logger?.isLevelEnabled('info')) {
+    // One line per event, so a transfer can be followed from the API through the worker to Kafka.
+    for (const row of rows) {
+      logger.info(
+        { operationId: row.operationId, requestId: row.requestId, traceId: traceIdOf(row.traceparent), eventId: row.eventId, type: row.type },
+        'event published',
+      );
+    }
+  }
   return rows.length;
 }
 
@@ -75,7 +83,7 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
 export async function runRelay(
   database: { db: Db; pool: Pool },
   producer: Producer,
-  options: RelayOptions & { pollIntervalMs: number },
+  options: RelayOptions & { pollIntervalMs: number; database?: string },
   logger: Logger,
   signal: AbortSignal,
 ): Promise<void> {
@@ -90,9 +98,10 @@ export async function runRelay(
       backoffMs = Math.min(backoffMs * 2, 10_000);
       continue;
     }
-    // A session killed by the server (restart, pg_terminate_backend) emits 'error' on the
-    // checked-out client; without a listener the process would crash instead of re-locking.
-    lockClient.on('error', (err) => logger.warn({ err }, 'relay lock session lost'));
+    // A checked-out client is not covered by the pool's error listener: a server-side
+    // termination (57P01, failover) while we hold the lock session would crash the process.
+    const onClientError = (err: Error) => logger.warn({ err: err.message }, 'relay lock session lost');
+    lockClient.on('error', onClientError);
     try {
       const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]);
       if (!rows[0]?.locked) {
@@ -103,10 +112,12 @@ export async function runRelay(
       while (!signal.aborted) {
         try {
           await lockClient.query('SELECT 1'); // still holding the session (and the lock)?
-          const sent = await relayBatch(database.db, producer, options);
+          const sent = await relayBatch(database.db, producer, options, logger);
+          outboxPublished.inc({ database: options.database ?? '0' }, sent);
           backoffMs = 200;
           if (sent < options.batchSize) await sleep(options.pollIntervalMs, signal);
         } catch (err) {
+          outboxPublishFailures.inc({ database: options.database ?? '0' });
           logger.warn({ err, backoffMs }, 'relay batch failed; backing off');
           await sleep(backoffMs, signal);
           backoffMs = Math.min(backoffMs * 2, 10_000);

@@ -1,12 +1,24 @@
 import type { Config } from '../config.ts';
 import { ShardRouter } from '../db/shard-router.ts';
+import { outboxLag } from '../db/repositories/ledger-totals.ts';
 import type { Logger } from '../infra/logger.ts';
+import { observeOutbox, observePool } from '../infra/metrics.ts';
+import { startMetricsServer } from '../infra/metrics-server.ts';
 import { createKafka, createProducer } from './kafka.ts';
 import { runRelay } from './relay.ts';
 
 /** Runs one relay loop per shard database; `close()` finishes the batch in hand. */
-export function startRelay(config: Config, logger: Logger): { close: () => Promise<void> } {
+export function startRelay(
+  config: Config,
+  logger: Logger,
+  options: { metricsServer?: boolean } = {},
+): { close: () => Promise<void> } {
   const shards = ShardRouter.open(config, 'ledgerline-relay');
+  const unobserve = shards.databases.flatMap((d, i) => [
+    observeOutbox({ database: String(i), lag: () => outboxLag(d.db) }),
+    observePool(d.pool, { pool: 'relay', database: String(i) }, config.PG_POOL_MAX),
+  ]);
+  const metrics = options.metricsServer === false ? undefined : startMetricsServer(config.METRICS_PORT, logger);
   const producer = createProducer(createKafka(config, logger));
   const stop = new AbortController();
   const running = producer
@@ -23,6 +35,7 @@ export function startRelay(config: Config, logger: Logger): { close: () => Promi
               source: config.EVENT_SOURCE,
               batchSize: config.RELAY_BATCH_SIZE,
               pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
+              database: String(i),
             },
             logger.child({ database: i }),
             stop.signal,
@@ -36,6 +49,8 @@ export function startRelay(config: Config, logger: Logger): { close: () => Promi
       stop.abort();
       await running;
       await producer.disconnect();
+      for (const stop of unobserve) stop();
+      await (await metrics)?.close();
       await shards.close();
     },
   };

@@ -8,13 +8,19 @@ import type { Config } from '../config.ts';
 
 export const SETTLEMENT_QUEUE = 'settlement';
 
+/** Trace context of the request behind a job, so worker log lines carry it (optional: older jobs lack it). */
+const traceFields = {
+  requestId: z.string().max(128).optional(),
+  traceparent: z.string().max(55).optional(),
+};
+
 export const jobPayloads = {
-  'settle-fund': z.object({ operationId: z.uuid() }),
-  'settle-transfer': z.object({ operationId: z.uuid() }),
+  'settle-fund': z.object({ operationId: z.uuid(), ...traceFields }),
+  'settle-transfer': z.object({ operationId: z.uuid(), ...traceFields }),
   /** Cross-shard saga, step 2 (destination database). Step 1 is `settle-transfer`. */
-  'saga-credit': z.object({ operationId: z.uuid() }),
+  'saga-credit': z.object({ operationId: z.uuid(), ...traceFields }),
   /** Cross-shard saga, step 3 (source database). */
-  'saga-settle': z.object({ operationId: z.uuid() }),
+  'saga-settle': z.object({ operationId: z.uuid(), ...traceFields }),
 } as const;
 
 export type JobName = keyof typeof jobPayloads;
@@ -57,10 +63,14 @@ export function createSettlementQueue(
  */
 export async function enqueueSettlement(
   queue: Queue,
-  operation: { id: string; type: 'fund' | 'transfer' },
+  operation: { id: string; type: 'fund' | 'transfer'; requestId?: string | null; traceparent?: string | null },
 ): Promise<void> {
   const name = jobNameForOperation(operation.type);
-  const data: JobPayload<typeof name> = { operationId: operation.id };
+  const data: JobPayload<typeof name> = {
+    operationId: operation.id,
+    ...(operation.requestId ? { requestId: operation.requestId } : {}),
+    ...(operation.traceparent ? { traceparent: operation.traceparent } : {}),
+  };
   await queue.add(name, data, { jobId: operation.id });
 }
 

@@ -11,6 +11,8 @@ import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
 import type { FundGateway } from './gateway-breaker.ts';
 import { settleOperation, type SettleResult } from './settle-operation.ts';
 import { creditDestination, findCredit, holdFunds, settleHold } from './transfer-saga.ts';
+import { traceIdOf } from '../infra/trace.ts';
+import { recordSettlement } from './settlement-metrics.ts';
 
 export interface WorkerDeps {
   shards: ShardRouter;
@@ -43,6 +45,7 @@ async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log
   await deps.faultPoint?.('before-settle', operationId);
   const result = await settleOperation(database.db, operationId);
   await deps.faultPoint?.('after-settle', operationId);
+  recordSettlement(result.outcome === 'settled' ? result.type : 'transfer', result);
   if (result.outcome === 'missing') {
     log.error('operation not found; dropping job'); // the API commits before it enqueues
     return result;
@@ -84,7 +87,8 @@ async function creditAndSettle(operationId: string, deps: WorkerDeps, log: Logge
   await deps.faultPoint?.('after-credit', operationId);
   const settled = await settleHold(deps.shards.forId(operationId).db, operationId, credit);
   await deps.faultPoint?.('after-settle', operationId);
-  log.info({ status: settled?.status, step: 'settle' }, 'cross-shard transfer settled');
+  if (settled) recordSettlement('transfer', settled);
+  log.info({ status: settled && 'status' in settled ? settled.status : undefined, step: 'settle' }, 'cross-shard transfer settled');
   await announce(deps, operationId, log);
   return settled;
 }
@@ -102,6 +106,7 @@ async function settleTransfer(operationId: string, deps: WorkerDeps, log: Logger
   const hold = await holdFunds(source.db, operationId);
   await deps.faultPoint?.('after-hold', operationId);
   if (hold.step !== 'held') {
+    if (hold.step === 'refused') recordSettlement('transfer', hold.settled);
     log.info({ step: hold.step }, 'cross-shard transfer ended at the hold');
     if (hold.step !== 'missing') await announce(deps, operationId, log);
     return hold;
@@ -143,8 +148,15 @@ export function createProcessor(deps: WorkerDeps): Processor {
     const name = job.name as JobName;
     const handler = handlers[name];
     if (!handler) throw new Error(`unknown job name ${job.name}`);
-    const { operationId } = jobPayloads[name].parse(job.data);
-    const log = deps.logger.child({ operationId, job: name, jobId: job.id, attempt: job.attemptsMade + 1 });
+    const { operationId, requestId, traceparent } = jobPayloads[name].parse(job.data);
+    const log = deps.logger.child({
+      operationId,
+      requestId,
+      traceId: traceIdOf(traceparent),
+      job: name,
+      jobId: job.id,
+      attempt: job.attemptsMade + 1,
+    });
     try {
       return await handler(operationId, deps, log, job);
     } catch (err) {

@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import { findStaleOpenOperations } from '../db/repositories/operations.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
+import { reconcilerRepairs } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
 import { enqueueSettlement } from '../jobs/catalog.ts';
 
@@ -30,7 +31,10 @@ export async function reconcileOnce(
       seen += open.length;
       after = open.at(-1);
       for (const op of open) {
-        if (await ensureLiveJob(queue, op, logger)) repaired++;
+        if (await ensureLiveJob(queue, op, logger)) {
+          repaired++;
+          reconcilerRepairs.inc();
+        }
       }
     }
   }

@@ -11,7 +11,16 @@ import { outboxEvent } from '../events/outbox-event.ts';
 export type SettleResult =
   | { outcome: 'missing' }
   | { outcome: 'already_terminal'; status: 'succeeded' | 'failed' }
-  | { outcome: 'settled'; status: 'succeeded' | 'failed'; failureCode?: string; walletIds: string[] };
+  | {
+      outcome: 'settled';
+      type: 'fund' | 'transfer';
+      status: 'succeeded' | 'failed';
+      failureCode?: string;
+      walletIds: string[];
+      /** For transfer_duration_seconds: accepted (operation created) → terminal. */
+      acceptedAt: Date;
+      completedAt: Date;
+    };
 
 type WalletRow = typeof wallets.$inferSelect;
 type OperationRow = typeof operations.$inferSelect;
@@ -101,7 +110,13 @@ export async function finishOperation(
     op.type === 'fund'
       ? outcome.ok ? 'wallet.funded' : 'wallet.fund_failed'
       : outcome.ok ? 'transfer.completed' : 'transfer.failed';
-  await tx.insert(outbox).values(outboxEvent(eventType, op.fromWalletId ?? op.toWalletId, operationView(settled), op.id));
+  await tx
+    .insert(outbox)
+    .values({
+      ...outboxEvent(eventType, op.fromWalletId ?? op.toWalletId, operationView(settled), op.id),
+      requestId: op.requestId,
+      traceparent: op.traceparent,
+    });
   return settled;
 }
 
@@ -156,9 +171,12 @@ export async function settleOperation(db: Db, operationId: string): Promise<Sett
 
       return {
         outcome: 'settled',
+        type: op.type,
         status,
         ...(plan.ok ? {} : { failureCode: plan.code }),
         walletIds: ids,
+        acceptedAt: op.createdAt,
+        completedAt: now,
       } as const;
     }),
   );

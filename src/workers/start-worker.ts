@@ -1,6 +1,9 @@
 import type { Config } from '../config.ts';
 import { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
+import { customerBalanceTotals } from '../db/repositories/ledger-totals.ts';
+import { observeBalances, observePool, observeQueue } from '../infra/metrics.ts';
+import { startMetricsServer } from '../infra/metrics-server.ts';
 import { createBlockingRedis, createFastFailRedis } from '../infra/redis.ts';
 import { createSettlementQueue } from '../jobs/catalog.ts';
 import { faultPointFromConfig } from './fault-injection.ts';
@@ -9,7 +12,11 @@ import { runReconciler } from './reconciler.ts';
 import { createSettlementWorker } from './worker.ts';
 
 /** Wires a worker process: the BullMQ worker and the reconciler. `close()` finishes in-flight jobs. */
-export function startWorker(config: Config, logger: Logger): { close: () => Promise<void> } {
+export function startWorker(
+  config: Config,
+  logger: Logger,
+  options: { metricsServer?: boolean } = {},
+): { close: () => Promise<void> } {
   const shards = ShardRouter.open(config, 'ledgerline-worker');
   const connection = createBlockingRedis(config);
   const queueConnection = createBlockingRedis(config);
@@ -36,6 +43,14 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
     logger.child({ component: 'reconciler' }),
     stop.signal,
   );
+  const unobserve = [
+    observeQueue(queue),
+    observeBalances({
+      totals: async () => (await Promise.all(shards.databases.map((d) => customerBalanceTotals(d.db)))).flat(),
+    }),
+    ...shards.databases.map((d, i) => observePool(d.pool, { pool: 'worker', database: String(i) }, config.PG_POOL_MAX)),
+  ];
+  const metrics = options.metricsServer === false ? undefined : startMetricsServer(config.METRICS_PORT, logger);
   logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'worker started');
   return {
     async close() {
@@ -46,6 +61,8 @@ export function startWorker(config: Config, logger: Logger): { close: () => Prom
       await queue.close();
       await gateway.close();
       await Promise.all([connection.quit(), queueConnection.quit(), publisher.quit()]).catch(() => {});
+      for (const stop of unobserve) stop();
+      await (await metrics)?.close();
       await shards.close();
     },
   };

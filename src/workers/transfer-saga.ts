@@ -14,14 +14,27 @@ import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { operations, sagaCredits, transferSagas, wallets } from '../db/schema.ts';
 import { checkCredit, checkDebit, planClearingLeg } from '../domain/ledger.ts';
-import { finishOperation, internalAccount, toWalletState, writeEntries } from './settle-operation.ts';
+import { finishOperation, internalAccount, toWalletState, writeEntries, type SettleResult } from './settle-operation.ts';
 
 type OperationRow = typeof operations.$inferSelect;
+
+/** The settlement a saga step committed, in the shape settlement metrics record. */
+function settledResult(op: OperationRow, outcome: { ok: true } | { ok: false; code: string }, now: Date): SettleResult {
+  return {
+    outcome: 'settled',
+    type: 'transfer',
+    status: outcome.ok ? 'succeeded' : 'failed',
+    ...(outcome.ok ? {} : { failureCode: outcome.code }),
+    walletIds: [op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null),
+    acceptedAt: op.createdAt,
+    completedAt: now,
+  };
+}
 
 export type HoldResult =
   | { step: 'missing' }
   | { step: 'terminal'; status: 'succeeded' | 'failed' }
-  | { step: 'refused'; code: string }
+  | { step: 'refused'; code: string; settled: SettleResult }
   /** `fresh` is false when the hold already existed (a redelivery or a resume). */
   | { step: 'held'; fresh: boolean };
 
@@ -49,7 +62,7 @@ export async function holdFunds(db: Db, operationId: string): Promise<HoldResult
       if (!check.ok || !from) {
         const refusal = check.ok ? { ok: false as const, code: 'wallet_not_found', message: 'the source wallet does not exist' } : check;
         await finishOperation(tx, op, refusal, now);
-        return { step: 'refused', code: refusal.code };
+        return { step: 'refused', code: refusal.code, settled: settledResult(op, { ok: false, code: refusal.code }, now) };
       }
       await tx.update(wallets).set({ held: from.held + op.amount, updatedAt: now }).where(eq(wallets.id, from.id));
       await tx.update(operations).set({ status: 'processing', updatedAt: now }).where(eq(operations.id, op.id));
@@ -111,12 +124,12 @@ export async function settleHold(
   db: Db,
   operationId: string,
   credit: CreditOutcome,
-): Promise<{ status: 'succeeded' | 'failed'; fresh: boolean } | undefined> {
+): Promise<SettleResult | undefined> {
   return retryOnConflict(() =>
     db.transaction(async (tx) => {
       const [op] = await tx.select().from(operations).where(eq(operations.id, operationId)).for('update');
       if (!op) return undefined;
-      if (op.status === 'succeeded' || op.status === 'failed') return { status: op.status, fresh: false };
+      if (op.status === 'succeeded' || op.status === 'failed') return { outcome: 'already_terminal', status: op.status } as const;
       const [saga] = await tx.select().from(transferSagas).where(eq(transferSagas.operationId, op.id)).for('update');
       if (!saga || saga.state !== 'held') throw new Error(`operation ${op.id} has no hold to settle`);
       const [from] = await tx.select().from(wallets).where(eq(wallets.id, op.fromWalletId!)).for('update');
@@ -138,7 +151,7 @@ export async function settleHold(
         .update(transferSagas)
         .set({ state: status === 'succeeded' ? 'completed' : 'failed', updatedAt: now })
         .where(eq(transferSagas.operationId, op.id));
-      return { status, fresh: true } as const;
+      return settledResult(op, credit.outcome === 'credited' ? { ok: true } : { ok: false, code: credit.code }, now);
     }),
   );
 }

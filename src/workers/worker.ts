@@ -5,6 +5,7 @@ import type { Config } from '../config.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { SETTLEMENT_QUEUE, settlementBackoffMs } from '../jobs/catalog.ts';
+import { jobRun, jobsFailed, jobsStalled, jobWait } from '../infra/metrics.ts';
 import { createProcessor, type WorkerDeps } from './processor.ts';
 
 /** A BullMQ worker settling operations; `close()` lets in-flight jobs finish. */
@@ -39,7 +40,27 @@ export function createSettlementWorker(
     maxStalledCount: 10,
     settings: { backoffStrategy: (attemptsMade: number) => settlementBackoffMs(attemptsMade) },
   });
+  worker.on('active', (job) => {
+    // Queue wait of the first attempt only: retries wait for their backoff by design.
+    if (job.attemptsStarted <= 1 && job.processedOn) {
+      const waitedMs = job.processedOn - job.timestamp - (job.opts.delay ?? 0);
+      jobWait.observe({ queue: SETTLEMENT_QUEUE, name: job.name }, Math.max(0, waitedMs) / 1000);
+    }
+  });
+  worker.on('completed', (job) => {
+    if (job.processedOn && job.finishedOn) {
+      jobRun.observe({ queue: SETTLEMENT_QUEUE, name: job.name, outcome: 'completed' }, (job.finishedOn - job.processedOn) / 1000);
+    }
+  });
+  worker.on('stalled', () => jobsStalled.inc({ queue: SETTLEMENT_QUEUE }));
   worker.on('failed', (job, err) => {
+    if (job) {
+      const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+      jobsFailed.inc({ queue: SETTLEMENT_QUEUE, name: job.name, final: String(final) });
+      if (job.processedOn) {
+        jobRun.observe({ queue: SETTLEMENT_QUEUE, name: job.name, outcome: 'failed' }, ((job.finishedOn ?? Date.now()) - job.processedOn) / 1000);
+      }
+    }
     deps.logger.warn(
       { operationId: job?.data?.operationId, attempt: job?.attemptsMade, err: err.message },
       'settlement attempt failed',

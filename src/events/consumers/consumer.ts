@@ -5,6 +5,7 @@ import type { Config } from '../../config.ts';
 import type { Database, Tx } from '../../db/client.ts';
 import { consumerProcessedEvents } from '../../db/consumer-schema.ts';
 import type { Logger } from '../../infra/logger.ts';
+import { instrumentConsumer } from '../../infra/metrics.ts';
 import { createKafka } from '../kafka.ts';
 
 /** One CloudEvent as read from Kafka (binary mode: attributes in `ce_*` headers). */
@@ -110,6 +111,7 @@ export async function startConsumer(
     heartbeatInterval: Math.max(500, Math.floor(config.CONSUMER_SESSION_TIMEOUT_MS / 10)),
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
   });
+  instrumentConsumer(consumer, consumerGroupId(config, spec.name)); // kafka_consumer_lag
   await consumer.connect();
   await consumer.subscribe({ topic: config.KAFKA_TOPIC, fromBeginning: true });
   await consumer.run({

@@ -1,5 +1,6 @@
 import type { Config } from '../../config.ts';
 import { ShardRouter } from '../../db/shard-router.ts';
+import { startMetricsServer } from '../../infra/metrics-server.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { createBlockingRedis } from '../../infra/redis.ts';
 import { createWebhookWorker, runDeliveryDispatcher } from '../webhooks/deliver.ts';
@@ -36,9 +37,11 @@ export async function startConsumerProcess(
   name: ConsumerName,
   config: Config,
   logger: Logger,
+  options: { metricsServer?: boolean } = {},
 ): Promise<{ close: () => Promise<void> }> {
   const log = logger.child({ consumer: name });
   const shards = ShardRouter.open(config, `ledgerline-consumer-${name}`);
+  const metrics = options.metricsServer === false ? undefined : await startMetricsServer(config.METRICS_PORT, log);
   const closers: (() => Promise<void>)[] = [];
   if (name === 'webhooks') {
     const connection = createBlockingRedis(config);
@@ -60,6 +63,7 @@ export async function startConsumerProcess(
     running = await startConsumer(config, log, shards.control, specFor(name, config, shards, log));
   } catch (err) {
     for (const close of closers) await close().catch(() => {});
+    await metrics?.close();
     await shards.close();
     throw err;
   }
@@ -67,6 +71,7 @@ export async function startConsumerProcess(
     async close() {
       await running.close();
       for (const close of closers) await close();
+      await metrics?.close();
       await shards.close();
     },
   };

@@ -1,7 +1,7 @@
+import { recordWebhookDelivery } from '../../infra/metrics.ts';
 import { and, eq, lt, sql } from 'drizzle-orm';
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { Counter } from 'prom-client';
 import { Webhook } from 'standardwebhooks';
 import type { Config } from '../../config.ts';
 import type { Database } from '../../db/client.ts';
@@ -11,11 +11,7 @@ import { sleep } from '../../infra/sleep.ts';
 import { webhookUrlProblem } from './url-policy.ts';
 import { WEBHOOK_QUEUE, webhookBackoffMs, type WebhookJob } from './webhook-queue.ts';
 
-const attemptsTotal = new Counter({
-  name: 'ledgerline_webhook_attempts_total',
-  help: 'Webhook HTTP attempts by outcome (success, http_error, timeout_or_network, gone)',
-  labelNames: ['outcome'] as const,
-});
+
 
 /**
  * Sends one delivery: signs the stored body (Standard Webhooks: webhook-id = event id, so
@@ -85,12 +81,12 @@ export async function attemptDelivery(
   });
 
   if (statusCode !== null && statusCode >= 200 && statusCode < 300) {
-    attemptsTotal.inc({ outcome: 'success' });
+    recordWebhookDelivery('delivered', durationMs / 1000);
     await finish('succeeded');
     return 'succeeded';
   }
   if (statusCode === 410) {
-    attemptsTotal.inc({ outcome: 'gone' });
+    recordWebhookDelivery('gone', durationMs / 1000);
     await db
       .update(webhookEndpoints)
       .set({ status: 'disabled', disabledReason: 'the endpoint answered 410 Gone', updatedAt: new Date() })
@@ -98,10 +94,11 @@ export async function attemptDelivery(
     await finish('failed', 'endpoint answered 410 Gone; endpoint disabled');
     return 'failed';
   }
-  attemptsTotal.inc({ outcome: statusCode === null ? 'timeout_or_network' : 'http_error' });
   const reason = error ?? `endpoint answered ${statusCode}`;
   const attempts = job.opts.attempts ?? 1;
-  if (job.attemptsMade + 1 >= attempts) {
+  const lastAttempt = job.attemptsMade + 1 >= attempts;
+  recordWebhookDelivery(lastAttempt ? 'exhausted' : 'failed', durationMs / 1000);
+  if (lastAttempt) {
     await finish('failed', `${reason} (gave up after ${attempts} attempts)`);
     throw new UnrecoverableError(reason);
   }

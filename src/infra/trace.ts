@@ -1,0 +1,27 @@
+import { randomBytes } from 'node:crypto';
+
+/** W3C Trace Context `traceparent`: version 00, 16-byte trace id, 8-byte parent id, flags. */
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The header if it is a valid version-00 traceparent (not all-zero ids), else undefined. */
+export function parseTraceparent(header: string | undefined): string | undefined {
+  const m = header ? TRACEPARENT.exec(header.trim().toLowerCase()) : null;
+  if (!m || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return undefined;
+  return m[0];
+}
+
+/**
+ * This hop's traceparent: the caller's trace id with a new span id, or a new trace when the
+ * caller sent none (sampled flag set, so downstream tracers keep it).
+ */
+export function childTraceparent(parent: string | undefined): string {
+  const valid = parseTraceparent(parent);
+  const traceId = valid ? valid.slice(3, 35) : randomBytes(16).toString('hex');
+  const flags = valid ? valid.slice(53, 55) : '01';
+  return `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}`;
+}
+
+/** The trace id of a traceparent, for log lines (undefined when absent or invalid). */
+export function traceIdOf(traceparent: string | null | undefined): string | undefined {
+  return parseTraceparent(traceparent ?? undefined)?.slice(3, 35);
+}
