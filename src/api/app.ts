@@ -4,6 +4,9 @@ import { pinoHttp } from 'pino-http';
 import { DomainError } from '../domain/errors.ts';
 import { sqlState } from '../db/errors.ts';
 import { clientAuth } from './auth.ts';
+import { docsRoutes } from './docs.ts';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
+import { rateLimit } from './rate-limit.ts';
 import type { ApiContext } from './context.ts';
 import { isErrorCode } from './error-map.ts';
 import { openApiDocument } from './openapi.ts';
@@ -59,6 +62,7 @@ export function createApp(ctx: ApiContext): express.Express {
   app.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument());
   });
+  app.use(docsRoutes());
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
     if (req.method === 'POST' && !req.is('application/json')) {
@@ -67,9 +71,19 @@ export function createApp(ctx: ApiContext): express.Express {
     next();
   });
   app.use(express.json({ limit: '64kb', strict: true }));
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    // Deep nesting costs stack and CPU in every later walk of the body; no request needs it.
+    if (exceedsJsonDepth(req.body, MAX_JSON_DEPTH)) {
+      throw new HttpProblem('validation_failed', 'the body failed validation', [
+        { path: 'body', message: `must not nest deeper than ${MAX_JSON_DEPTH} levels` },
+      ]);
+    }
+    next();
+  });
 
   app.use(adminRoutes(ctx));
   app.use('/v1', clientAuth(ctx.shards.control.db));
+  app.use('/v1', rateLimit(ctx.rateLimiter, ctx.config, ctx.logger));
   app.use(walletRoutes(ctx));
   app.use(moneyRoutes(ctx));
   app.use(operationRoutes(ctx));
@@ -94,6 +108,10 @@ export function createApp(ctx: ApiContext): express.Express {
       return sendProblem(res, 'unsupported_media_type', 'send the body as UTF-8 JSON');
     }
     if (type === 'request.aborted') return void res.destroy();
+    if (err instanceof URIError || (err as { status?: number } | undefined)?.status === 400) {
+      // e.g. a path parameter with a malformed %-escape: the router fails to decode it.
+      return sendProblem(res, 'validation_failed', 'the request URL is malformed');
+    }
     if (isUnavailable(err)) {
       req.log.warn({ err }, 'dependency unavailable');
       return sendProblem(res, 'service_unavailable', 'a dependency is unavailable; retry with the same Idempotency-Key', {

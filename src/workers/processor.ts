@@ -1,6 +1,7 @@
 import type { Job, Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { operationSettledChannel } from '../api/operation-waiter.ts';
+import { invalidateWallets } from '../api/wallet-cache.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, jobPayloads, type JobName } from '../jobs/catalog.ts';
@@ -31,6 +32,10 @@ async function settle(job: Job, deps: WorkerDeps): Promise<unknown> {
   }
   if (result.outcome === 'settled') {
     log.info({ status: result.status, failureCode: result.failureCode }, 'operation settled');
+    // After the commit, before the notice: a client woken by the notice reads the new balance.
+    await invalidateWallets(deps.publisher, deps.redisPrefix, result.walletIds).catch((err: unknown) =>
+      log.warn({ err }, 'could not invalidate wallet cache; entries expire within WALLET_CACHE_TTL_SECONDS'),
+    );
   } else {
     log.info({ status: result.status }, 'operation already settled; redelivery ignored');
   }

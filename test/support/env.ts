@@ -127,7 +127,19 @@ export interface TestEnvOptions {
   relay?: boolean;
   redisUrl?: string;
   env?: Record<string, string>;
+  /**
+   * Keep the production rate-limit defaults (10/50/100/1000 per hour). Otherwise every class
+   * allows 10^6 per hour, because most suites send hundreds of requests with one key.
+   */
+  realRateLimits?: boolean;
 }
+
+const HIGH_RATE_LIMITS = {
+  RATE_LIMIT_CREATE_WALLET: '1000000',
+  RATE_LIMIT_FUND: '1000000',
+  RATE_LIMIT_TRANSFER: '1000000',
+  RATE_LIMIT_READ: '1000000',
+};
 
 export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
   const dbName = uniqueName('ll_test');
@@ -148,6 +160,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     RECONCILE_INTERVAL_MS: '1000',
     RECONCILE_PENDING_AFTER_MS: '3000',
     RELAY_POLL_INTERVAL_MS: '50',
+    ...(options.realRateLimits ? {} : HIGH_RATE_LIMITS),
     ...options.env,
   };
   const config = parseConfig(env);
