@@ -181,7 +181,7 @@ function build(): object {
     path: '/admin/api-keys',
     summary: 'Create an API client and its key (shown once)',
     security: [{ [admin.name]: [] }],
-    request: { body: { content: { 'application/json': { schema: CreateApiKeyBody } } } },
+    request: { body: { required: true, content: { 'application/json': { schema: CreateApiKeyBody } } } },
     responses: {
       201: json(z.object({ id: z.uuid(), name: z.string(), key: z.string() }), 'Created'),
       ...problems('unauthorized', 'validation_failed', 'malformed_json', 'unsupported_media_type', 'payload_too_large'),
@@ -192,7 +192,7 @@ function build(): object {
     path: '/v1/wallets',
     summary: 'Create a wallet',
     security: asClient,
-    request: { body: { content: { 'application/json': { schema: CreateWalletBody } } } },
+    request: { body: { required: true, content: { 'application/json': { schema: CreateWalletBody } } } },
     responses: limited({
       201: json(Wallet, 'Created'),
       ...problems(...CLIENT, 'validation_failed', 'malformed_json', 'unsupported_media_type', 'payload_too_large'),
@@ -227,7 +227,7 @@ function build(): object {
     path: '/v1/wallets/{id}/fund',
     summary: 'Fund a wallet through the payment gateway',
     security: asClient,
-    request: { params: WalletIdParams, headers: IdempotencyHeaders, body: { content: { 'application/json': { schema: FundBody } } } },
+    request: { params: WalletIdParams, headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: FundBody } } } },
     responses: limited({ 202: accepted, ...problems(...ACCEPT_ERRORS) }),
   });
   registry.registerPath({
@@ -235,7 +235,7 @@ function build(): object {
     path: '/v1/transfers',
     summary: 'Transfer between wallets',
     security: asClient,
-    request: { headers: IdempotencyHeaders, body: { content: { 'application/json': { schema: TransferBody } } } },
+    request: { headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: TransferBody } } } },
     responses: limited({ 202: accepted, ...problems(...ACCEPT_ERRORS) }),
   });
   registry.registerPath({
