@@ -168,6 +168,12 @@ function build(): object {
   });
   registry.registerPath({
     method: 'get',
+    path: '/docs/init.js',
+    summary: 'The script that starts the /docs page (static assets live under /docs/assets/)',
+    responses: { 200: { description: 'JavaScript', content: { 'application/javascript': { schema: z.string() } } } },
+  });
+  registry.registerPath({
+    method: 'get',
     path: '/admin/queues',
     summary: 'Bull Board (HTML UI over every queue; its JSON API lives under /admin/queues/api)',
     security: [{ [admin.name]: [] }],

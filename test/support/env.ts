@@ -29,6 +29,8 @@ export interface TestEnv {
   pool: pg.Pool;
   redis: Redis;
   baseUrl: string;
+  /** The in-process API's HTTP server (its request listener is the express app). */
+  apiServer: import('node:http').Server;
   api: ApiClient;
   startWorker: () => { close: () => Promise<void> };
   startRelay: () => { close: () => Promise<void> };
@@ -187,6 +189,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     pool,
     redis,
     baseUrl,
+    apiServer: api.server,
     api: makeApiClient(baseUrl),
     startWorker: start(startWorker),
     startRelay: start(startRelay),
