@@ -64,6 +64,11 @@ export function createApp(ctx: ApiContext): express.Express {
   });
   app.use(docsRoutes());
 
+  // Client routes authenticate and count against the key's rate limit before the body is even
+  // parsed, so malformed or oversized bodies cost quota and every answer carries RateLimit-*.
+  app.use('/v1', clientAuth(ctx.shards.control.db));
+  app.use('/v1', rateLimit(ctx.rateLimiter, ctx.config, ctx.logger));
+
   app.use((req: Request, _res: Response, next: NextFunction) => {
     if (req.method === 'POST' && !req.is('application/json')) {
       throw new HttpProblem('unsupported_media_type', 'send the body as application/json');
@@ -82,8 +87,6 @@ export function createApp(ctx: ApiContext): express.Express {
   });
 
   app.use(adminRoutes(ctx));
-  app.use('/v1', clientAuth(ctx.shards.control.db));
-  app.use('/v1', rateLimit(ctx.rateLimiter, ctx.config, ctx.logger));
   app.use(walletRoutes(ctx));
   app.use(moneyRoutes(ctx));
   app.use(operationRoutes(ctx));

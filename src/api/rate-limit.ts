@@ -14,7 +14,7 @@ export function rateLimitClassOf(method: string, path: string): RateLimitClass |
   if (method !== 'POST') return undefined;
   if (path === '/v1/wallets') return 'createWallet';
   if (path === '/v1/transfers') return 'transfer';
-  if (/^\/v1\/wallets\/[^/]+\/fund$/.test(path)) return 'fund';
+  if (/^\/v1\/wallets\/[^/]*\/fund$/.test(path)) return 'fund';
   return undefined;
 }
 
