@@ -217,6 +217,7 @@ cat <<EOF
     Admin token   $ADMIN_TOKEN
     Bull Board    $base/admin/queues   (basic auth, password = admin token)
     OpenAPI       $base/openapi.json
+    API docs      $base/docs
     Kafka         $kafka_line, topic ${KAFKA_TOPIC:-ledger.events}
     Logs          $RUN_DIR/{$(IFS=,; echo "${NAMES[*]}")}.log
   Ctrl-C stops ${NAMES[*]}.
