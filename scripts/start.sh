@@ -282,6 +282,7 @@ cat <<EOF
     Bull Board    $base/admin/queues   (basic auth, password = admin token)
     OpenAPI       $base/openapi.json
     Metrics       $metrics_line
+    API docs      $base/docs
     Kafka         $kafka_line, topic ${KAFKA_TOPIC:-ledger.events}
     Gateway       $GATEWAY_URL$( ((START_GATEWAY_SIM)) && echo " (simulator; POST $GATEWAY_URL/control {\"outage\":true})")
     Logs          $RUN_DIR/{$(IFS=,; echo "${NAMES[*]}")}.log

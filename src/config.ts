@@ -89,6 +89,19 @@ const schema = z
     WEBHOOK_ALLOW_PRIVATE_URLS: z.enum(['true', 'false', '1', '0']).optional(),
     /** Worker, relay and consumer processes serve GET /metrics here; 0 = a free port (logged). The API serves /metrics on PORT. */
     METRICS_PORT: intFrom(0, 0),
+    /** Rate limits: requests per window per API key and class (per-key overrides in clients.rate_limits). */
+    RATE_LIMIT_WINDOW_SECONDS: intFrom(3600, 1),
+    RATE_LIMIT_CREATE_WALLET: intFrom(10, 1),
+    RATE_LIMIT_FUND: intFrom(50, 1),
+    RATE_LIMIT_TRANSFER: intFrom(100, 1),
+    RATE_LIMIT_READ: intFrom(1000, 1),
+    /** POSTs that register webhook endpoints or redeliver. */
+    RATE_LIMIT_WEBHOOKS: intFrom(100, 1),
+    /** TTL of the GET /v1/wallets/:id cache in Redis; 0 turns the cache off. */
+    WALLET_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).max(3600).default(30),
+    /** Slow clients: time to send the request headers, and the whole request. */
+    HTTP_HEADERS_TIMEOUT_MS: intFrom(10_000, 100),
+    HTTP_REQUEST_TIMEOUT_MS: intFrom(40_000, 1000),
   })
   .transform((env) => ({
     ...env,

@@ -6,6 +6,9 @@ import { DomainError } from '../domain/errors.ts';
 import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED } from '../db/shard-router.ts';
 import { clientAuth } from './auth.ts';
+import { docsRoutes } from './docs.ts';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
+import { rateLimit } from './rate-limit.ts';
 import type { ApiContext } from './context.ts';
 import { isErrorCode } from './error-map.ts';
 import { httpMetrics, metricsHandler } from './http-metrics.ts';
@@ -73,6 +76,12 @@ export function createApp(ctx: ApiContext): express.Express {
   app.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument());
   });
+  app.use(docsRoutes());
+
+  // Client routes authenticate and count against the key's rate limit before the body is even
+  // parsed, so malformed or oversized bodies cost quota and every answer carries RateLimit-*.
+  app.use('/v1', clientAuth(ctx.shards.control.db));
+  app.use('/v1', rateLimit(ctx.rateLimiter, ctx.config, ctx.logger));
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
     if (req.method === 'POST' && !req.is('application/json')) {
@@ -81,10 +90,18 @@ export function createApp(ctx: ApiContext): express.Express {
     next();
   });
   app.use(express.json({ limit: '64kb', strict: true }));
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    // Deep nesting costs stack and CPU in every later walk of the body; no request needs it.
+    if (exceedsJsonDepth(req.body, MAX_JSON_DEPTH)) {
+      throw new HttpProblem('validation_failed', 'the body failed validation', [
+        { path: 'body', message: `must not nest deeper than ${MAX_JSON_DEPTH} levels` },
+      ]);
+    }
+    next();
+  });
 
   app.use(adminRoutes(ctx));
   app.use(eventsAdminRoutes(ctx));
-  app.use('/v1', clientAuth(ctx.shards.control.db));
   app.use(walletRoutes(ctx));
   app.use(moneyRoutes(ctx));
   app.use(operationRoutes(ctx));
@@ -110,6 +127,10 @@ export function createApp(ctx: ApiContext): express.Express {
       return sendProblem(res, 'unsupported_media_type', 'send the body as UTF-8 JSON');
     }
     if (type === 'request.aborted') return void res.destroy();
+    if (err instanceof URIError || (err as { status?: number } | undefined)?.status === 400) {
+      // e.g. a path parameter with a malformed %-escape: the router fails to decode it.
+      return sendProblem(res, 'validation_failed', 'the request URL is malformed');
+    }
     if (isUnavailable(err)) {
       req.log.warn({ err }, 'dependency unavailable');
       return sendProblem(res, 'service_unavailable', 'a dependency is unavailable; retry with the same Idempotency-Key', {

@@ -24,6 +24,13 @@ const unauthorized = (detail: string) =>
  * Authenticates a client by API key. Keys are looked up by their SHA-256 (so no secret is
  * compared in JS); found clients are cached in-process for a short time to keep the accept
  * path off the control database.
+ *
+ * Why this is safe against timing attacks without timingSafeEqual: the attacker controls the
+ * key, but what gets compared (the btree lookup in Postgres, the Map lookup here) is its
+ * SHA-256. Learning how many leading bytes of a stored hash a guess matched tells nothing
+ * usable, because choosing a key whose hash has a given prefix is preimage work; and keys carry
+ * 256 random bits, so no guess is close to begin with. The operator token, compared directly,
+ * uses timingSafeEqual over hashes (adminAuth below).
  */
 export function clientAuth(db: Db, cacheTtlMs = 30_000) {
   const cache = new Map<string, { client: Client; expiresAt: number }>();

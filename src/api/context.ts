@@ -5,6 +5,8 @@ import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { IdempotencyStore } from './idempotency.ts';
 import type { OperationWaiter } from './operation-waiter.ts';
+import type { RateLimiter } from './rate-limit.ts';
+import type { WalletCache } from './wallet-cache.ts';
 
 export type CheckStatus = 'ok' | 'fail';
 
@@ -16,6 +18,8 @@ export interface ApiContext {
   queue: Queue;
   idempotency: IdempotencyStore;
   waiter: OperationWaiter;
+  rateLimiter: RateLimiter;
+  walletCache: WalletCache;
   logger: Logger;
   /** Kafka reachability for /readyz. */
   kafkaReady: () => Promise<boolean>;

@@ -13,6 +13,8 @@ import { WalletIdParams } from './schemas.ts';
 
 export interface OpenApiHelpers {
   problems: (...codes: ErrorCode[]) => Record<string, ResponseConfig>;
+  /** Marks the responses of a rate-limited (/v1) route: RateLimit-* headers, Retry-After on 429. */
+  limited: (responses: Record<string, ResponseConfig>) => Record<string, ResponseConfig>;
   json: (schema: z.ZodType, description: string) => ResponseConfig;
   asClient: Record<string, string[]>[];
   asAdmin: Record<string, string[]>[];
@@ -45,13 +47,13 @@ export function registerEventPaths(registry: OpenAPIRegistry, h: OpenApiHelpers)
     summary: 'Register a webhook endpoint (Standard Webhooks); the secret is shown once',
     security: h.asClient,
     request: { body: { content: { 'application/json': { schema: CreateWebhookEndpointBody } } } },
-    responses: {
+    responses: h.limited({
       201: h.json(
         z.object({ id: z.uuid(), url: z.string(), events: z.array(z.string()), status: z.enum(['active', 'disabled']), secret: z.string(), createdAt: z.iso.datetime() }),
         'Created',
       ),
       ...h.problems(...CLIENT, ...BODY, 'webhook_url_not_allowed'),
-    },
+    }),
   });
   registry.registerPath({
     method: 'get',
@@ -59,10 +61,10 @@ export function registerEventPaths(registry: OpenAPIRegistry, h: OpenApiHelpers)
     summary: 'Deliveries of an endpoint, newest first, with every attempt',
     security: h.asClient,
     request: { params: WebhookEndpointParams, query: DeliveriesQuery },
-    responses: {
+    responses: h.limited({
       200: h.json(z.object({ endpoint: z.object({ id: z.uuid(), url: z.string(), status: z.string() }).passthrough(), data: z.array(Delivery) }), 'Deliveries'),
       ...h.problems(...CLIENT, 'validation_failed', 'webhook_endpoint_not_found'),
-    },
+    }),
   });
   registry.registerPath({
     method: 'post',
@@ -70,7 +72,10 @@ export function registerEventPaths(registry: OpenAPIRegistry, h: OpenApiHelpers)
     summary: 'Send a delivery again (manual redelivery)',
     security: h.asClient,
     request: { params: WebhookDeliveryParams },
-    responses: { 202: h.json(Delivery, 'Queued again'), ...h.problems(...CLIENT, 'validation_failed', 'unsupported_media_type', 'webhook_endpoint_not_found', 'webhook_delivery_not_found') },
+    responses: h.limited({
+      202: h.json(Delivery, 'Queued again'),
+      ...h.problems(...CLIENT, 'validation_failed', 'unsupported_media_type', 'webhook_endpoint_not_found', 'webhook_delivery_not_found'),
+    }),
   });
   registry.registerPath({
     method: 'get',

@@ -97,6 +97,25 @@ const json = (schema: z.ZodType, description: string): ResponseConfig => ({
   content: { 'application/json': { schema } },
 });
 
+/** Every response of a rate-limited route carries these (429 adds Retry-After). */
+const RATE_LIMIT_HEADERS = {
+  'RateLimit-Limit': z.string().openapi({ description: 'Requests allowed per window for this key and class' }),
+  'RateLimit-Remaining': z.string().openapi({ description: 'Requests left in the current sliding window' }),
+  'RateLimit-Reset': z.string().openapi({ description: 'Seconds until the oldest counted request leaves the window' }),
+  'RateLimit-Policy': z.string().openapi({ description: '`<limit>;w=<window seconds>`' }),
+};
+
+/** Adds the RateLimit-* headers (and Retry-After on 429) to every response of a limited route. */
+function limited(responses: Record<string, ResponseConfig>): Record<string, ResponseConfig> {
+  return Object.fromEntries(
+    Object.entries(responses).map(([status, r]) => {
+      const extra = status === '429' ? { 'Retry-After': z.string().openapi({ description: 'Seconds to wait' }) } : {};
+      const own = r.headers instanceof z.ZodObject ? (r.headers.shape as Record<string, z.ZodType>) : {};
+      return [status, { ...r, headers: z.object({ ...own, ...RATE_LIMIT_HEADERS, ...extra }) }];
+    }),
+  );
+}
+
 const IdempotencyHeaders = z.object({
   'idempotency-key': z.string().min(1).max(255).openapi({ description: '1–255 printable ASCII characters' }),
 });
@@ -150,11 +169,33 @@ function build(): object {
     responses: { 200: { description: 'OpenAPI 3.1 document' } },
   });
   registry.registerPath({
+    method: 'get',
+    path: '/docs',
+    summary: 'This document, rendered (Swagger UI)',
+    responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } } },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/docs/init.js',
+    summary: 'The script that starts the /docs page (static assets live under /docs/assets/)',
+    responses: { 200: { description: 'JavaScript', content: { 'application/javascript': { schema: z.string() } } } },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/admin/queues',
+    summary: 'Bull Board (HTML UI over every queue; its JSON API lives under /admin/queues/api)',
+    security: [{ [admin.name]: [] }],
+    responses: {
+      200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } },
+      ...problems('unauthorized'),
+    },
+  });
+  registry.registerPath({
     method: 'post',
     path: '/admin/api-keys',
     summary: 'Create an API client and its key (shown once)',
     security: [{ [admin.name]: [] }],
-    request: { body: { content: { 'application/json': { schema: CreateApiKeyBody } } } },
+    request: { body: { required: true, content: { 'application/json': { schema: CreateApiKeyBody } } } },
     responses: {
       201: json(z.object({ id: z.uuid(), name: z.string(), key: z.string() }), 'Created'),
       ...problems('unauthorized', 'validation_failed', 'malformed_json', 'unsupported_media_type', 'payload_too_large'),
@@ -165,11 +206,11 @@ function build(): object {
     path: '/v1/wallets',
     summary: 'Create a wallet',
     security: asClient,
-    request: { body: { content: { 'application/json': { schema: CreateWalletBody } } } },
-    responses: {
+    request: { body: { required: true, content: { 'application/json': { schema: CreateWalletBody } } } },
+    responses: limited({
       201: json(Wallet, 'Created'),
       ...problems(...CLIENT, 'validation_failed', 'malformed_json', 'unsupported_media_type', 'payload_too_large'),
-    },
+    }),
   });
   registry.registerPath({
     method: 'get',
@@ -177,7 +218,7 @@ function build(): object {
     summary: 'Read a wallet',
     security: asClient,
     request: { params: WalletIdParams },
-    responses: { 200: json(Wallet, 'The wallet'), ...problems(...CLIENT, 'validation_failed', 'wallet_not_found') },
+    responses: limited({ 200: json(Wallet, 'The wallet'), ...problems(...CLIENT, 'validation_failed', 'wallet_not_found') }),
   });
   registry.registerPath({
     method: 'get',
@@ -185,10 +226,10 @@ function build(): object {
     summary: 'The settled balance at an instant (default now), summed from the ledger entries',
     security: asClient,
     request: { params: WalletIdParams, query: BalanceQuery },
-    responses: {
+    responses: limited({
       200: json(z.object({ walletId: z.uuid(), currency: z.string(), balance: MinorUnits, at: z.iso.datetime() }), 'The balance'),
       ...problems(...CLIENT, 'validation_failed', 'wallet_not_found'),
-    },
+    }),
   });
   registry.registerPath({
     method: 'get',
@@ -196,10 +237,10 @@ function build(): object {
     summary: 'Ledger entries of a wallet, newest first',
     security: asClient,
     request: { params: WalletIdParams, query: EntriesQuery },
-    responses: {
+    responses: limited({
       200: json(z.object({ data: z.array(Entry), nextCursor: z.string().nullable() }), 'A page of entries'),
       ...problems(...CLIENT, 'validation_failed', 'wallet_not_found'),
-    },
+    }),
   });
   const accepted = {
     description: 'Accepted: durably recorded, settled asynchronously',
@@ -211,16 +252,16 @@ function build(): object {
     path: '/v1/wallets/{id}/fund',
     summary: 'Fund a wallet through the payment gateway',
     security: asClient,
-    request: { params: WalletIdParams, headers: IdempotencyHeaders, body: { content: { 'application/json': { schema: FundBody } } } },
-    responses: { 202: accepted, ...problems(...ACCEPT_ERRORS) },
+    request: { params: WalletIdParams, headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: FundBody } } } },
+    responses: limited({ 202: accepted, ...problems(...ACCEPT_ERRORS) }),
   });
   registry.registerPath({
     method: 'post',
     path: '/v1/transfers',
     summary: 'Transfer between wallets',
     security: asClient,
-    request: { headers: IdempotencyHeaders, body: { content: { 'application/json': { schema: TransferBody } } } },
-    responses: { 202: accepted, ...problems(...ACCEPT_ERRORS) },
+    request: { headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: TransferBody } } } },
+    responses: limited({ 202: accepted, ...problems(...ACCEPT_ERRORS) }),
   });
   registry.registerPath({
     method: 'get',
@@ -228,10 +269,10 @@ function build(): object {
     summary: 'Read an operation; ?wait=N long-polls up to N seconds for a terminal status',
     security: asClient,
     request: { params: OperationIdParams, query: OperationQuery },
-    responses: { 200: json(Operation, 'The operation'), ...problems(...CLIENT, 'validation_failed', 'operation_not_found') },
+    responses: limited({ 200: json(Operation, 'The operation'), ...problems(...CLIENT, 'validation_failed', 'operation_not_found') }),
   });
 
-  registerEventPaths(registry, { problems, json, asClient, asAdmin: [{ [admin.name]: [] }], Wallet });
+  registerEventPaths(registry, { problems, limited, json, asClient, asAdmin: [{ [admin.name]: [] }], Wallet });
 
   const doc = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

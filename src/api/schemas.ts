@@ -36,6 +36,7 @@ export const CreateApiKeyBody = z.strictObject({
       fund: z.int().min(1).max(1_000_000_000).optional(),
       transfer: z.int().min(1).max(1_000_000_000).optional(),
       read: z.int().min(1).max(1_000_000_000).optional(),
+      webhooks: z.int().min(1).max(1_000_000_000).optional(),
     })
     .optional(),
 });

@@ -10,6 +10,8 @@ import { createSettlementQueue } from '../jobs/catalog.ts';
 import { createApp } from './app.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { OperationWaiter, operationSettledChannel } from './operation-waiter.ts';
+import { RateLimiter } from './rate-limit.ts';
+import { WalletCache } from './wallet-cache.ts';
 
 export interface RunningApi {
   server: Server;
@@ -48,16 +50,21 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
     logger,
     idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, config.IDEMPOTENCY_TTL_SECONDS, logger),
     kafkaReady: kafka.check,
+    rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, config.RATE_LIMIT_WINDOW_SECONDS),
+    walletCache: new WalletCache(redis, config.REDIS_PREFIX, config.WALLET_CACHE_TTL_SECONDS),
   });
-  const server = createServer(app);
+  // Slow or stuck clients (slowloris) cannot hold sockets forever: headers must arrive within
+  // HTTP_HEADERS_TIMEOUT_MS and the whole request within HTTP_REQUEST_TIMEOUT_MS (408 after),
+  // checked every second. Long polls (≤ 30 s) are responses, not requests, so they are not cut.
+  // Headers over node's 16 kB default answer 431 before any of our code runs.
+  const server = createServer({ connectionsCheckingInterval: 1000 }, app);
   server.on('connection', (socket) => {
     concurrentConnections.inc();
     socket.once('close', () => concurrentConnections.dec());
   });
   const unobserve = shards.databases.map((d, i) => observePool(d.pool, { pool: 'api', database: String(i) }, config.PG_POOL_MAX));
-  // Slow or stuck clients cannot hold sockets forever; long polls last at most 30 s.
-  server.requestTimeout = 40_000;
-  server.headersTimeout = 10_000;
+  server.requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
+  server.headersTimeout = Math.min(config.HTTP_HEADERS_TIMEOUT_MS, config.HTTP_REQUEST_TIMEOUT_MS);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve) => server.listen(config.PORT, '0.0.0.0', resolve));
   const port = (server.address() as AddressInfo).port;

@@ -5,6 +5,7 @@ import type { Database } from '../db/client.ts';
 import { findOperation } from '../db/repositories/operations.ts';
 import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED, type ShardRouter } from '../db/shard-router.ts';
+import { invalidateWallets } from '../api/wallet-cache.ts';
 import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, enqueueSagaStep, jobPayloads, type JobName } from '../jobs/catalog.ts';
 import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
@@ -30,7 +31,21 @@ export interface WorkerDeps {
 
 type Handler = (operationId: string, deps: WorkerDeps, log: Logger, job: Job) => Promise<unknown>;
 
-async function announce(deps: WorkerDeps, operationId: string, log: Logger): Promise<void> {
+/**
+ * After a commit that changed wallets: drop their cached reads, so a client that then sees the
+ * operation settle reads the new balance (and available) at once.
+ */
+async function invalidate(deps: WorkerDeps, walletIds: readonly (string | null | undefined)[], log: Logger): Promise<void> {
+  const ids = walletIds.filter((id): id is string => typeof id === 'string');
+  if (ids.length === 0) return;
+  await invalidateWallets(deps.publisher, deps.redisPrefix, ids).catch((err: unknown) =>
+    log.warn({ err }, 'could not invalidate wallet cache; entries expire within WALLET_CACHE_TTL_SECONDS'),
+  );
+}
+
+/** Cache invalidation first, then the settlement notice that wakes long polls. */
+async function announce(deps: WorkerDeps, operationId: string, log: Logger, walletIds: readonly (string | null | undefined)[] = []): Promise<void> {
+  await invalidate(deps, walletIds, log);
   await deps.publisher
     .publish(operationSettledChannel(deps.redisPrefix), operationId)
     .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
@@ -52,7 +67,7 @@ async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log
   }
   if (result.outcome === 'settled') log.info({ status: result.status, failureCode: result.failureCode }, 'operation settled');
   else log.info({ status: result.status }, 'operation already settled; redelivery ignored');
-  await announce(deps, operationId, log);
+  await announce(deps, operationId, log, result.outcome === 'settled' ? result.walletIds : []);
   return result;
 }
 
@@ -89,7 +104,7 @@ async function creditAndSettle(operationId: string, deps: WorkerDeps, log: Logge
   await deps.faultPoint?.('after-settle', operationId);
   if (settled) recordSettlement('transfer', settled);
   log.info({ status: settled && 'status' in settled ? settled.status : undefined, step: 'settle' }, 'cross-shard transfer settled');
-  await announce(deps, operationId, log);
+  await announce(deps, operationId, log, [op.fromWalletId, op.toWalletId]);
   return settled;
 }
 
@@ -108,10 +123,11 @@ async function settleTransfer(operationId: string, deps: WorkerDeps, log: Logger
   if (hold.step !== 'held') {
     if (hold.step === 'refused') recordSettlement('transfer', hold.settled);
     log.info({ step: hold.step }, 'cross-shard transfer ended at the hold');
-    if (hold.step !== 'missing') await announce(deps, operationId, log);
+    if (hold.step !== 'missing') await announce(deps, operationId, log, [op.fromWalletId]);
     return hold;
   }
   if (!hold.fresh) return creditAndSettle(operationId, deps, log); // resumed by the reconciler
+  await invalidate(deps, [op.fromWalletId], log); // available dropped
   await enqueueSagaStep(deps.queue, 'credit', operationId);
   log.info({ step: 'hold' }, 'funds held; credit enqueued');
   return hold;
@@ -122,6 +138,7 @@ async function sagaCredit(operationId: string, deps: WorkerDeps, log: Logger): P
   const op = await loadTransfer(operationId, deps);
   const credit = await creditDestination(deps.shards.forId(op.toWalletId).db, op);
   await deps.faultPoint?.('after-credit', operationId);
+  if (credit.outcome === 'credited') await invalidate(deps, [op.toWalletId], log);
   await enqueueSagaStep(deps.queue, 'settle', operationId);
   log.info({ step: 'credit', outcome: credit.outcome }, 'destination step done; settle enqueued');
   return credit;

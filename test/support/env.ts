@@ -33,6 +33,8 @@ export interface TestEnv {
   pools: pg.Pool[];
   redis: Redis;
   baseUrl: string;
+  /** The in-process API's HTTP server (its request listener is the express app). */
+  apiServer: import('node:http').Server;
   api: ApiClient;
   /** This world's payment gateway simulator (in-process, ephemeral port; GATEWAY_URL points at it). */
   gateway: RunningGatewaySim;
@@ -135,7 +137,20 @@ export interface TestEnvOptions {
   /** Physical shard databases (default 1). */
   databases?: number;
   env?: Record<string, string>;
+  /**
+   * Keep the production rate-limit defaults (10/50/100/1000 per hour). Otherwise every class
+   * allows 10^6 per hour, because most suites send hundreds of requests with one key.
+   */
+  realRateLimits?: boolean;
 }
+
+const HIGH_RATE_LIMITS = {
+  RATE_LIMIT_CREATE_WALLET: '1000000',
+  RATE_LIMIT_FUND: '1000000',
+  RATE_LIMIT_TRANSFER: '1000000',
+  RATE_LIMIT_READ: '1000000',
+  RATE_LIMIT_WEBHOOKS: '1000000',
+};
 
 export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
   const base = uniqueName('ll_test');
@@ -162,6 +177,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     RECONCILE_PENDING_AFTER_MS: '3000',
     RELAY_POLL_INTERVAL_MS: '50',
     GATEWAY_URL: gateway.url,
+    ...(options.realRateLimits ? {} : HIGH_RATE_LIMITS),
     ...options.env,
   };
   const config = parseConfig(env);
@@ -191,6 +207,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
     pools,
     redis,
     baseUrl,
+    apiServer: api.server,
     api: makeApiClient(baseUrl),
     gateway,
     startWorker: start(startWorker),

@@ -57,10 +57,18 @@ export function walletRoutes(ctx: ApiContext): Router {
   router.get('/v1/wallets/:id', async (req, res) => {
     const client = requireClient(req);
     const { id } = validate(WalletIdParams, req.params, 'params');
+    const cached = await ctx.walletCache.get(id);
+    if ('hit' in cached) {
+      // A wallet never changes owner, so the cached owner is as good as the row's.
+      if (cached.hit.clientId !== client.id) throw new WalletNotFound(id);
+      return void res.json(cached.hit.view);
+    }
     const db = ctx.shards.forId(id).db;
     const wallet = await findClientWallet(db, client.id, id);
     if (!wallet) return notFound(db, id);
-    res.json(walletView(wallet));
+    const view = walletView(wallet);
+    await ctx.walletCache.fill(cached.miss, client.id, view);
+    res.json(view);
   });
 
   router.get('/v1/wallets/:id/balance', async (req, res) => {

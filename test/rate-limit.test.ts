@@ -1,0 +1,205 @@
+/**
+ * Rate limits with the production defaults (10/50/100/1000 per hour), enforced by two API
+ * processes sharing one Redis.
+ */
+import { randomUUID } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createLedgerlineAdminClient,
+  createLedgerlineClient,
+  LedgerlineError,
+  type LedgerlineClient,
+} from '../src/client/ledgerline-client.ts';
+import { ADMIN_TOKEN, createTestEnv, type TestEnv } from './support/env.ts';
+import { freePort, waitHealthy } from './support/processes.ts';
+
+let t: TestEnv;
+let apiA: string;
+let apiB: string;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitRedis(port: number): Promise<void> {
+  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {});
+  try {
+    for (let i = 0; i < 50; i++) {
+      if (await probe.connect().then(() => true, () => false)) return;
+      await sleep(100);
+    }
+    throw new Error('private redis-server did not start');
+  } finally {
+    probe.disconnect();
+  }
+}
+
+async function spawnApi(extraEnv: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = t.spawnProcess('api', { PORT: String(port), ...extraEnv });
+  return { url: await waitHealthy(port, child), child };
+}
+
+async function newKey(baseUrl: string, rateLimits?: Record<string, number>): Promise<string> {
+  const admin = createLedgerlineAdminClient({ baseUrl, adminToken: ADMIN_TOKEN });
+  return (await admin.apiKeys.create({ name: 'rl', ...(rateLimits ? { rateLimits } : {}) })).data.key;
+}
+
+/** Calls and returns the status and headers, whether it succeeded or was refused. */
+async function attempt(call: Promise<{ response: Response }>): Promise<{ status: number; headers: Headers; code?: string }> {
+  try {
+    const { response } = await call;
+    return { status: response.status, headers: response.headers };
+  } catch (err) {
+    if (!(err instanceof LedgerlineError)) throw err;
+    return { status: err.status, headers: err.headers, ...(err.code ? { code: err.code } : {}) };
+  }
+}
+
+const transfer = (c: LedgerlineClient, from: string, to: string) =>
+  attempt(c.transfers.create({ fromWalletId: from, toWalletId: to, amount: '1' }, { idempotencyKey: randomUUID() }));
+
+beforeAll(async () => {
+  t = await createTestEnv({ realRateLimits: true, worker: false });
+  [apiA, apiB] = (await Promise.all([spawnApi(), spawnApi()])).map((p) => p.url) as [string, string];
+}, 60_000);
+afterAll(() => t?.close());
+
+describe('rate limits across two API processes on one Redis', () => {
+  it('admits 100 transfers an hour per key, refuses the 101st with 429 and RateLimit headers', async () => {
+    const key = await newKey(apiA);
+    const [a, b] = [createLedgerlineClient({ baseUrl: apiA, apiKey: key }), createLedgerlineClient({ baseUrl: apiB, apiKey: key })];
+    const from = (await a.wallets.create({ currency: 'USD' })).data.id;
+    const to = (await b.wallets.create({ currency: 'USD' })).data.id;
+
+    // 100 at once, split between the two processes: the script is atomic, so each request
+    // sees its own count and the remaining values are exactly 99..0.
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => transfer(i % 2 ? a : b, from, to)));
+    expect(results.map((r) => r.status)).toEqual(Array(100).fill(202));
+    expect(new Set(results.map((r) => r.headers.get('ratelimit-limit')))).toEqual(new Set(['100']));
+    const remaining = results.map((r) => Number(r.headers.get('ratelimit-remaining'))).sort((x, y) => x - y);
+    expect(remaining).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    const before = Number((await t.pool.query('SELECT COUNT(*)::int AS n FROM operations')).rows[0].n);
+
+    for (const client of [a, b]) {
+      const refused = await transfer(client, from, to);
+      expect(refused.status).toBe(429);
+      expect(refused.code).toBe('rate_limited');
+      const retryAfter = Number(refused.headers.get('retry-after'));
+      expect(retryAfter).toBeGreaterThan(0);
+      expect(retryAfter).toBeLessThanOrEqual(3600);
+      expect(refused.headers.get('ratelimit-limit')).toBe('100');
+      expect(refused.headers.get('ratelimit-remaining')).toBe('0');
+      expect(refused.headers.get('ratelimit-reset')).toBe(String(retryAfter));
+      expect(refused.headers.get('ratelimit-policy')).toBe('100;w=3600');
+    }
+    // A refused request writes nothing.
+    expect(Number((await t.pool.query('SELECT COUNT(*)::int AS n FROM operations')).rows[0].n)).toBe(before);
+
+    // Other classes keep their own budget: reads (1000/h) still pass, with their headers.
+    const read = await attempt(b.wallets.get(from));
+    expect(read.status).toBe(200);
+    expect(read.headers.get('ratelimit-limit')).toBe('1000');
+    expect(read.headers.get('ratelimit-remaining')).toBe('999');
+    // Another key is not affected.
+    const other = createLedgerlineClient({ baseUrl: apiB, apiKey: await newKey(apiA) });
+    const w = (await other.wallets.create({ currency: 'USD' })).data.id;
+    expect((await transfer(other, w, randomUUID())).status).toBe(202);
+  });
+
+  it('limits wallet creation to 10 an hour and funding to 50 an hour', async () => {
+    const key = await newKey(apiA);
+    const [a, b] = [createLedgerlineClient({ baseUrl: apiA, apiKey: key }), createLedgerlineClient({ baseUrl: apiB, apiKey: key })];
+    const created = await Promise.all(
+      Array.from({ length: 11 }, (_, i) => (i % 2 ? a : b).wallets.create({ currency: 'USD' }).catch((err: unknown) => err)),
+    );
+    const ok = created.filter((r): r is Awaited<ReturnType<typeof a.wallets.create>> => !(r instanceof Error));
+    expect(ok).toHaveLength(10);
+    const refusedWallet = created.find((r) => r instanceof LedgerlineError) as LedgerlineError;
+    expect(refusedWallet.status).toBe(429);
+    expect(refusedWallet.headers.get('ratelimit-limit')).toBe('10');
+    const own = ok[0]!.data.id;
+    const funds = await Promise.all(
+      Array.from({ length: 51 }, (_, i) => attempt((i % 2 ? a : b).funds.create(own, { amount: '1' }, { idempotencyKey: randomUUID() }))),
+    );
+    expect(funds.filter((r) => r.status === 202)).toHaveLength(50);
+    const refused = funds.find((r) => r.status === 429)!;
+    expect(refused.headers.get('ratelimit-limit')).toBe('50');
+    expect(refused.headers.get('retry-after')).toMatch(/^[1-9][0-9]*$/);
+  });
+
+  it('applies per-key overrides from POST /admin/api-keys', async () => {
+    const key = await newKey(apiA, { transfer: 3, read: 2000 });
+    const [a, b] = [createLedgerlineClient({ baseUrl: apiA, apiKey: key }), createLedgerlineClient({ baseUrl: apiB, apiKey: key })];
+    const from = (await a.wallets.create({ currency: 'USD' })).data.id;
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await transfer(i % 2 ? a : b, from, randomUUID())).status);
+    expect(statuses).toEqual([202, 202, 202, 429]);
+    const read = await attempt(b.wallets.get(from));
+    expect(read.headers.get('ratelimit-limit')).toBe('2000');
+    expect(read.headers.get('ratelimit-policy')).toBe('2000;w=3600');
+  });
+});
+
+describe('the window slides', () => {
+  let c: string;
+  let d: string;
+  beforeAll(async () => {
+    // Two more processes with a 4 s window (same Redis, same prefix, their own key below).
+    [c, d] = (await Promise.all([spawnApi({ RATE_LIMIT_WINDOW_SECONDS: '4' }), spawnApi({ RATE_LIMIT_WINDOW_SECONDS: '4' })])).map(
+      (p) => p.url,
+    ) as [string, string];
+  }, 60_000);
+
+  it('frees each slot when its own request leaves the window, not all at a boundary', async () => {
+    const key = await newKey(c, { transfer: 3 });
+    const [x, y] = [createLedgerlineClient({ baseUrl: c, apiKey: key }), createLedgerlineClient({ baseUrl: d, apiKey: key })];
+    const from = (await x.wallets.create({ currency: 'USD' })).data.id;
+
+    // Two requests at t0, one at t0 + 2 s: the window is full.
+    expect([(await transfer(x, from, randomUUID())).status, (await transfer(y, from, randomUUID())).status]).toEqual([202, 202]);
+    const firstTwoDone = Date.now();
+    await sleep(2000);
+    const third = await transfer(x, from, randomUUID());
+    expect(third.status).toBe(202);
+    expect(third.headers.get('ratelimit-remaining')).toBe('0');
+    const full = await transfer(y, from, randomUUID());
+    expect(full.status).toBe(429);
+    expect(Number(full.headers.get('retry-after'))).toBeLessThanOrEqual(4);
+
+    // Once the first two have left the window, two slots are free again, but not the third's:
+    // a fixed window would have reset all three.
+    await sleep(Math.max(0, firstTwoDone + 4300 - Date.now()));
+    const slid = [await transfer(y, from, randomUUID()), await transfer(x, from, randomUUID()), await transfer(y, from, randomUUID())];
+    expect(slid.map((r) => r.status)).toEqual([202, 202, 429]);
+    expect(slid[0]!.headers.get('ratelimit-remaining')).toBe('1');
+  });
+});
+
+describe('Redis down', () => {
+  it('fails open: requests pass without RateLimit headers, and reads fall back to Postgres', async () => {
+    // An API process on a private Redis, which is then killed.
+    const redisPort = await freePort();
+    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    try {
+      await waitRedis(redisPort);
+      const port = await freePort();
+      const child = t.spawnProcess('api', { PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}` });
+      const url = await waitHealthy(port, child);
+      redis.kill('SIGKILL');
+      await new Promise((r) => redis.once('exit', r));
+      const key = await newKey(apiA, { createWallet: 1 });
+      const client = createLedgerlineClient({ baseUrl: url, apiKey: key });
+      const created = await Promise.all([client.wallets.create({ currency: 'USD' }), client.wallets.create({ currency: 'EUR' })]);
+      expect(created.map((r) => r.response.status)).toEqual([201, 201]); // the limit of 1 is not enforced
+      expect(created[0].response.headers.get('ratelimit-limit')).toBeNull();
+      const read = await client.wallets.get(created[1].data.id);
+      expect(read.data.currency).toBe('EUR');
+      child.kill('SIGKILL');
+    } finally {
+      redis.kill('SIGKILL');
+    }
+  });
+});
