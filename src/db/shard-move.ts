@@ -53,7 +53,11 @@ const INSERT: Record<Table, { columns?: string; order?: string; conflict: string
     order: 'seq',
     conflict: '(id)',
   },
-  outbox: { columns: 'event_id, type, key, payload, operation_id, created_at, sent_at', order: 'seq', conflict: '(event_id)' },
+  outbox: {
+    columns: 'event_id, type, key, payload, operation_id, created_at, sent_at, request_id, traceparent',
+    order: 'seq',
+    conflict: '(event_id)',
+  },
 };
 
 export interface MoveReport {
