@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import cliProgress from 'cli-progress';
 import pg from 'pg';
+import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
 
 const { values: opt } = parseArgs({
@@ -168,25 +169,20 @@ async function main(): Promise<void> {
   await Promise.all(ports.map((p) => waitHttp(`http://127.0.0.1:${p}/healthz`)));
   const urls = ports.map((p) => `http://127.0.0.1:${p}`);
 
-  const keyRes = await fetch(`${urls[0]}/admin/api-keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', rateLimits: { createWallet: 1e9, fund: 1e9, transfer: 1e9, read: 1e9 } }),
+  // Setup goes through the typed client (src/client), like any integrator's code.
+  const { data: created } = await createLedgerlineAdminClient({ baseUrl: urls[0]!, adminToken: ADMIN }).apiKeys.create({
+    name: 'bench',
+    rateLimits: { createWallet: 1e9, fund: 1e9, transfer: 1e9, read: 1e9, webhooks: 1e9 },
   });
-  const { key, id: clientId } = (await keyRes.json()) as { key: string; id: string };
+  const { key, id: clientId } = created;
   const auth = { authorization: `Bearer ${key}` };
+  const client = createLedgerlineClient({ baseUrl: urls[0]!, apiKey: key });
 
   log(`creating ${WALLETS} wallets`);
   const wallets: string[] = [];
   for (let i = 0; i < WALLETS; i += 50) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(50, WALLETS - i) }, () =>
-        fetch(`${urls[0]}/v1/wallets`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"currency":"USD"}' }).then(
-          (r) => r.json() as Promise<{ id: string }>,
-        ),
-      ),
-    );
-    wallets.push(...batch.map((w) => w.id));
+    const batch = await Promise.all(Array.from({ length: Math.min(50, WALLETS - i) }, () => client.wallets.create({ currency: 'USD' })));
+    wallets.push(...batch.map((w) => w.data.id));
   }
   // Seed balances directly (no workers yet): a fund per wallet, settled by the first worker run.
   const seed = 1_000_000_000n;
