@@ -2,6 +2,7 @@ import { and, asc, eq, gte, lte, type SQL } from 'drizzle-orm';
 import { Router } from 'express';
 import { analyticsBuckets } from '../../db/consumer-schema.ts';
 import { walletView } from '../../db/repositories/wallets.ts';
+import { invalidateWallets } from '../wallet-cache.ts';
 import { wallets } from '../../db/schema.ts';
 import { WalletNotFound } from '../../domain/errors.ts';
 import { adminAuth } from '../auth.ts';
@@ -48,6 +49,9 @@ export function eventsAdminRoutes(ctx: ApiContext): Router {
       .where(and(eq(wallets.id, id), eq(wallets.kind, 'customer')))
       .returning();
     if (!row) throw new WalletNotFound(id);
+    await invalidateWallets(ctx.redis, ctx.config.REDIS_PREFIX, [id]).catch((err: unknown) =>
+      req.log.warn({ err }, 'could not invalidate wallet cache; the entry expires within WALLET_CACHE_TTL_SECONDS'),
+    );
     req.log.info({ walletId: id }, 'wallet unfrozen by an operator');
     res.json(walletView(row));
   });
