@@ -34,7 +34,14 @@ const schema = z
     /** CloudEvents `source` attribute of every event this deployment emits. */
     EVENT_SOURCE: z.string().default('urn:ledgerline:ledger'),
 
-    WORKER_CONCURRENCY: intFrom(16, 1),
+    /** Jobs a worker process runs at once; concurrent settle jobs of one database share transactions. */
+    WORKER_CONCURRENCY: intFrom(128, 1),
+    /** Group commit in workers: most operations per settling transaction. */
+    SETTLE_BATCH_MAX: intFrom(256, 1),
+    /** How long the first operation of an idle database waits for others to share its transaction. */
+    SETTLE_BATCH_LINGER_MS: intFrom(2, 0),
+    /** Settling transactions per database per worker process at once (more queue up for the next). */
+    SETTLE_BATCH_IN_FLIGHT: intFrom(2, 1),
     WORKER_LOCK_DURATION_MS: intFrom(30_000, 1000),
     WORKER_STALLED_INTERVAL_MS: intFrom(30_000, 1000),
     JOB_ATTEMPTS: intFrom(25, 1),

@@ -325,3 +325,16 @@ export function recordWebhookDelivery(outcome: WebhookOutcome, seconds: number):
   webhookDeliveries.inc({ outcome });
   webhookDeliveryDuration.observe({ outcome }, seconds);
 }
+
+export const batchSize = new Histogram({
+  name: 'batch_size',
+  help: 'Items per group commit: operations per settling transaction (settle), requests per accept round trip (accept)',
+  labelNames: ['stage'] as const,
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+});
+
+export const batchSplits = new Counter({
+  name: 'batch_splits_total',
+  help: 'Group transactions that failed and were split to isolate the operation that failed them, by stage',
+  labelNames: ['stage'] as const,
+});

@@ -10,7 +10,7 @@ import type { Logger } from '../infra/logger.ts';
 import { JOB_NAMES, enqueueSagaStep, jobPayloads, type JobName } from '../jobs/catalog.ts';
 import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
 import type { FundGateway } from './gateway-breaker.ts';
-import { settleOperation, type SettleResult } from './settle-operation.ts';
+import type { GroupResult } from './settle-operation.ts';
 import { creditDestination, findCredit, holdFunds, settleHold } from './transfer-saga.ts';
 import { traceIdOf } from '../infra/trace.ts';
 import { recordSettlement } from './settlement-metrics.ts';
@@ -27,6 +27,8 @@ export interface WorkerDeps {
   faultPoint?: (point: string, operationId: string) => Promise<void>;
   /** The payment gateway behind its circuit breaker (fund operations charge through it). */
   gateway: FundGateway;
+  /** Settles one operation in `database`, in a transaction shared with concurrent jobs (group-settler.ts). */
+  settle: (database: Database, operationId: string) => Promise<GroupResult>;
 }
 
 type Handler = (operationId: string, deps: WorkerDeps, log: Logger, job: Job) => Promise<unknown>;
@@ -52,13 +54,15 @@ async function announce(deps: WorkerDeps, operationId: string, log: Logger, wall
 }
 
 /**
- * Fund, and transfers whose wallets share a database: one transaction, in `database` as the
- * caller routed it. (Routing again here could use a newer shard map than the caller's decision
- * that the wallets share a database; the old database's fence makes the caller's choice safe.)
+ * Fund, and transfers whose wallets share a database: one transaction (shared with concurrent
+ * jobs of the same database), in `database` as the caller routed it. (Routing again here could
+ * use a newer shard map than the caller's decision; the old database's fence makes it safe.)
+ * A transfer that turns out to need the cross-shard saga comes back as `saga`, untouched.
  */
-async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger, database: Database): Promise<SettleResult> {
+async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log: Logger, database: Database): Promise<GroupResult> {
   await deps.faultPoint?.('before-settle', operationId);
-  const result = await settleOperation(database.db, operationId);
+  const result = await deps.settle(database, operationId);
+  if (result.outcome === 'saga') return result;
   await deps.faultPoint?.('after-settle', operationId);
   recordSettlement(result.outcome === 'settled' ? result.type : 'transfer', result);
   if (result.outcome === 'missing') {
@@ -81,6 +85,7 @@ async function settleFund(operationId: string, deps: WorkerDeps, log: Logger, jo
   }
   const database = deps.shards.forId(operationId);
   const result = await settleInOneTransaction(operationId, deps, log, database);
+  if (result.outcome === 'saga') throw new Error(`fund ${operationId} cannot be a saga`);
   // Also on a redelivery: a crash may have come between the refused credit and the reversal.
   if (result.outcome !== 'missing' && result.status === 'failed') {
     await reverseUncreditedCharge(database.db, deps.gateway, operationId, log);
@@ -111,13 +116,12 @@ async function creditAndSettle(operationId: string, deps: WorkerDeps, log: Logge
 /** A transfer: one transaction when both wallets share a database, else saga step 1 (hold). */
 async function settleTransfer(operationId: string, deps: WorkerDeps, log: Logger): Promise<unknown> {
   const source = deps.shards.forId(operationId);
-  const op = await findOperation(source.db, operationId);
+  const settled = await settleInOneTransaction(operationId, deps, log, source);
   // A transfer whose saga has begun (`processing`) finishes as a saga, even if a shard move
   // has since put both wallets in one database.
-  const oneDatabase = deps.shards.forId(op?.toWalletId ?? operationId) === source || op?.fromWalletId === op?.toWalletId;
-  if (!op?.fromWalletId || (op.status !== 'processing' && oneDatabase)) {
-    return settleInOneTransaction(operationId, deps, log, source);
-  }
+  if (settled.outcome !== 'saga') return settled;
+  const op = await loadTransfer(operationId, deps);
+  if (!op.fromWalletId) throw new Error(`transfer ${operationId} has no source wallet`);
   const hold = await holdFunds(source.db, operationId);
   await deps.faultPoint?.('after-hold', operationId);
   if (hold.step !== 'held') {

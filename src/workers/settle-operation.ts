@@ -106,10 +106,7 @@ export async function finishOperation(
     .where(eq(operations.id, op.id))
     .returning();
   if (!settled || !isTerminal(settled.status)) throw new Error(`operation ${op.id} did not settle`);
-  const eventType =
-    op.type === 'fund'
-      ? outcome.ok ? 'wallet.funded' : 'wallet.fund_failed'
-      : outcome.ok ? 'transfer.completed' : 'transfer.failed';
+  const eventType = eventTypeOf(op.type, outcome.ok);
   await tx
     .insert(outbox)
     .values({
@@ -120,64 +117,167 @@ export async function finishOperation(
   return settled;
 }
 
+/** What one operation of a group came to; `saga` means it is not this database's to settle alone. */
+export type GroupResult = SettleResult | { outcome: 'saga' };
+
+const param = (value: unknown) => sql.param(value);
+
 /**
- * Settles one operation in one transaction: locks the operation, returns at once if it is
- * already terminal (a redelivered job), locks its wallets in id order, writes the two ledger
- * entries and balances (or the failure), flips the status and inserts the outbox event.
- * Deadlocks and serialization failures are retried; anything else throws and nothing is written.
+ * Settles a group of operations of one database in one transaction (group commit): locks the
+ * operations and then their wallets once each, in id order; plans each open operation in
+ * acceptance order against the balances the earlier ones left; then writes balances, entries,
+ * statuses and outbox events in one statement each. Terminal operations (redelivered jobs) are
+ * reported and left alone; a transfer whose wallets are not all in this database, or whose saga
+ * has begun, is answered `saga` and left alone.
+ *
+ * Deadlocks and serialization failures are retried. Any other error rolls the whole group back
+ * (nothing half-applied) and is thrown: the caller splits the group to isolate the bad one.
  */
-export async function settleOperation(db: Db, operationId: string): Promise<SettleResult> {
+export async function settleOperations(
+  db: Db,
+  operationIds: readonly string[],
+  isLocal: (walletId: string) => boolean = () => true,
+): Promise<Map<string, GroupResult>> {
+  const ids = [...new Set(operationIds)].sort();
   return retryOnConflict(() =>
     db.transaction(async (tx) => {
-      const [op] = await tx.select().from(operations).where(eq(operations.id, operationId)).for('update');
-      if (!op) {
-        await assertNotFenced(tx, [operationId]);
-        return { outcome: 'missing' } as const;
-      }
-      if (op.status === 'succeeded' || op.status === 'failed') {
-        return { outcome: 'already_terminal', status: op.status } as const;
-      }
-      if (op.type === 'transfer' && op.status === 'processing') {
-        throw new Error(`transfer ${op.id} has a cross-shard saga in flight; it settles through the saga`);
-      }
+      const results = new Map<string, GroupResult>();
+      const ops = await tx.select().from(operations).where(inArray(operations.id, ids)).orderBy(operations.id).for('update');
+      const found = new Set(ops.map((o) => o.id));
+      const missing = ids.filter((id) => !found.has(id));
+      await assertNotFenced(tx, missing); // not here because its shard moved away?
+      for (const id of missing) results.set(id, { outcome: 'missing' });
 
-      const ids = [...new Set([op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null))].sort();
+      const open: OperationRow[] = [];
+      for (const op of ops) {
+        if (op.status === 'succeeded' || op.status === 'failed') {
+          results.set(op.id, { outcome: 'already_terminal', status: op.status });
+        } else if (
+          op.type === 'transfer' &&
+          op.fromWalletId !== op.toWalletId &&
+          (op.status === 'processing' || !isLocal(op.toWalletId) || (op.fromWalletId !== null && !isLocal(op.fromWalletId)))
+        ) {
+          results.set(op.id, { outcome: 'saga' });
+        } else {
+          open.push(op);
+        }
+      }
+      if (open.length === 0) return results;
+
+      const walletIds = [...new Set(open.flatMap((op) => [op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null)))].sort();
       // LockRows sits above the sort, so rows are locked in id order: no lock-order deadlocks.
-      const locked = await tx.select().from(wallets).where(inArray(wallets.id, ids)).orderBy(wallets.id).for('update');
-      const byId = new Map(locked.map((w) => [w.id, w]));
-      await assertNotFenced(tx, ids.filter((id) => !byId.has(id))); // missing, or moved away?
-
-      let plan: Plan;
-      if (op.type === 'fund') {
-        const wallet = byId.get(op.toWalletId);
-        const settlement = await internalAccount(tx, 'settlement', op.currency);
-        byId.set(settlement.id, settlement);
-        plan = planFund({ wallet: wallet && toWalletState(wallet), settlement: toWalletState(settlement), amountMinor: op.amount });
-      } else {
-        const from = op.fromWalletId ? byId.get(op.fromWalletId) : undefined;
-        const to = byId.get(op.toWalletId);
-        plan = planTransfer({
-          from: from && toWalletState(from),
-          to: to && toWalletState(to),
-          amountMinor: op.amount,
-          currency: op.currency,
-        });
+      const locked = await tx.select().from(wallets).where(inArray(wallets.id, walletIds)).orderBy(wallets.id).for('update');
+      const byId = new Map(locked.map((w) => [w.id, { ...w }]));
+      await assertNotFenced(tx, walletIds.filter((id) => !byId.has(id))); // missing, or moved away?
+      const settlementOf = new Map<string, WalletRow>();
+      for (const currency of new Set(open.filter((op) => op.type === 'fund').map((op) => op.currency))) {
+        const account = await internalAccount(tx, 'settlement', currency);
+        settlementOf.set(currency, account);
+        byId.set(account.id, { ...account });
       }
 
       const now = new Date();
-      if (plan.ok) await writeEntries(tx, op.id, plan.entries, byId, now);
-      const status = plan.ok ? 'succeeded' : 'failed';
-      await finishOperation(tx, op, plan, now);
+      const entries: { id: string; operationId: string; walletId: string; leg: string; amount: bigint; balanceAfter: bigint | null }[] = [];
+      const settled: { op: OperationRow; outcome: { ok: true } | { ok: false; code: string; message: string } }[] = [];
+      open.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1));
+      for (const op of open) {
+        let plan: Plan;
+        if (op.type === 'fund') {
+          const wallet = byId.get(op.toWalletId);
+          plan = planFund({
+            wallet: wallet && toWalletState(wallet),
+            settlement: toWalletState(settlementOf.get(op.currency)!),
+            amountMinor: op.amount,
+          });
+        } else {
+          const from = op.fromWalletId ? byId.get(op.fromWalletId) : undefined;
+          const to = byId.get(op.toWalletId);
+          plan = planTransfer({ from: from && toWalletState(from), to: to && toWalletState(to), amountMinor: op.amount, currency: op.currency });
+        }
+        if (plan.ok) {
+          for (const entry of plan.entries) {
+            const wallet = byId.get(entry.walletId)!;
+            let balanceAfter: bigint | null = null;
+            if (wallet.kind === 'customer') {
+              wallet.balance += entry.amountMinor;
+              wallet.updatedAt = now;
+              balanceAfter = wallet.balance;
+            }
+            entries.push({ id: randomUUID(), operationId: op.id, walletId: entry.walletId, leg: entry.leg, amount: entry.amountMinor, balanceAfter });
+          }
+        }
+        settled.push({ op, outcome: plan.ok ? { ok: true } : { ok: false, code: plan.code, message: plan.message } });
+        results.set(op.id, {
+          outcome: 'settled',
+          type: op.type,
+          status: plan.ok ? 'succeeded' : 'failed',
+          ...(plan.ok ? {} : { failureCode: plan.code }),
+          walletIds: [op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null),
+          acceptedAt: op.createdAt,
+          completedAt: now,
+        });
+      }
 
-      return {
-        outcome: 'settled',
-        type: op.type,
-        status,
-        ...(plan.ok ? {} : { failureCode: plan.code }),
-        walletIds: ids,
-        acceptedAt: op.createdAt,
-        completedAt: now,
-      } as const;
+      const changed = [...byId.values()].filter((w) => w.kind === 'customer' && w.updatedAt === now);
+      if (changed.length > 0) {
+        await tx.execute(sql`
+          UPDATE wallets AS w SET balance = v.balance, updated_at = ${now}
+          FROM unnest(${param(changed.map((w) => w.id))}::uuid[], ${param(changed.map((w) => w.balance.toString()))}::bigint[]) AS v(id, balance)
+          WHERE w.id = v.id`);
+      }
+      if (entries.length > 0) {
+        await tx.execute(sql`
+          INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after, created_at)
+          SELECT id, operation_id, wallet_id, leg, amount, balance_after, ${now}
+          FROM unnest(${param(entries.map((e) => e.id))}::uuid[], ${param(entries.map((e) => e.operationId))}::uuid[],
+                      ${param(entries.map((e) => e.walletId))}::uuid[], ${param(entries.map((e) => e.leg))}::text[],
+                      ${param(entries.map((e) => e.amount.toString()))}::bigint[],
+                      ${param(entries.map((e) => e.balanceAfter?.toString() ?? null))}::bigint[])
+            AS v(id, operation_id, wallet_id, leg, amount, balance_after)`);
+      }
+      await finishOperations(tx, settled, now);
+      return results;
     }),
   );
+}
+
+/** Marks open operations terminal and inserts one outbox event each, set-based, in the caller's transaction. */
+async function finishOperations(
+  tx: Tx,
+  settled: readonly { op: OperationRow; outcome: { ok: true } | { ok: false; code: string; message: string } }[],
+  now: Date,
+): Promise<void> {
+  const rows = settled.map(({ op, outcome }) => ({
+    ...op,
+    status: outcome.ok ? ('succeeded' as const) : ('failed' as const),
+    failureCode: outcome.ok ? null : outcome.code,
+    failureMessage: outcome.ok ? null : outcome.message,
+    completedAt: now,
+    updatedAt: now,
+  }));
+  const updated = await tx.execute(sql`
+    UPDATE operations AS o SET status = v.status, failure_code = v.code, failure_message = v.message, completed_at = ${now}, updated_at = ${now}
+    FROM unnest(${param(rows.map((r) => r.id))}::uuid[], ${param(rows.map((r) => r.status))}::text[],
+                ${param(rows.map((r) => r.failureCode))}::text[], ${param(rows.map((r) => r.failureMessage))}::text[])
+      AS v(id, status, code, message)
+    WHERE o.id = v.id AND o.status IN ('pending', 'processing')`);
+  if (updated.rowCount !== rows.length) throw new Error(`settled ${updated.rowCount} of ${rows.length} operations`);
+  const events = rows.map((row) => ({
+    ...outboxEvent(eventTypeOf(row.type, row.status === 'succeeded'), row.fromWalletId ?? row.toWalletId, operationView(row), row.id),
+    requestId: row.requestId,
+    traceparent: row.traceparent,
+  }));
+  await tx.insert(outbox).values(events);
+}
+
+const eventTypeOf = (type: 'fund' | 'transfer', ok: boolean) =>
+  type === 'fund' ? (ok ? 'wallet.funded' : 'wallet.fund_failed') : ok ? 'transfer.completed' : 'transfer.failed';
+
+/** Settles one operation in one transaction (a group of one); see `settleOperations`. */
+export async function settleOperation(db: Db, operationId: string): Promise<SettleResult> {
+  const result = (await settleOperations(db, [operationId])).get(operationId);
+  if (!result || result.outcome === 'saga') {
+    throw new Error(`transfer ${operationId} has a cross-shard saga in flight; it settles through the saga`);
+  }
+  return result;
 }

@@ -20,7 +20,8 @@ export function startWorker(
   const shards = ShardRouter.open(config, 'ledgerline-worker');
   const connection = createBlockingRedis(config);
   const queueConnection = createBlockingRedis(config);
-  const publisher = createFastFailRedis(config);
+  // Cache invalidations and settlement notices of concurrent jobs go out in shared round trips.
+  const publisher = createFastFailRedis(config, { enableAutoPipelining: true });
   for (const c of [connection, queueConnection, publisher]) c.on('error', () => {}); // BullMQ reports
   const queue = createSettlementQueue(config, queueConnection);
   const faultPoint = faultPointFromConfig(config, logger);

@@ -6,6 +6,7 @@ import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { SETTLEMENT_QUEUE, settlementBackoffMs } from '../jobs/catalog.ts';
 import { jobRun, jobsFailed, jobsStalled, jobWait } from '../infra/metrics.ts';
+import { createGroupSettler } from './group-settler.ts';
 import { createProcessor, type WorkerDeps } from './processor.ts';
 
 /** A BullMQ worker settling operations; `close()` lets in-flight jobs finish. */
@@ -28,6 +29,7 @@ export function createSettlementWorker(
     redisPrefix: config.REDIS_PREFIX,
     logger: deps.logger,
     gateway: deps.gateway,
+    settle: createGroupSettler(deps.shards, config),
     ...(deps.faultPoint ? { faultPoint: deps.faultPoint } : {}),
   };
   const worker = new Worker(SETTLEMENT_QUEUE, createProcessor(processorDeps), {
