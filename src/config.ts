@@ -42,6 +42,12 @@ const schema = z
     SETTLE_BATCH_LINGER_MS: intFrom(2, 0),
     /** Settling transactions per database per worker process at once (more queue up for the next). */
     SETTLE_BATCH_IN_FLIGHT: intFrom(2, 1),
+    /** Batched accept in the API: most requests per shared round trip. */
+    ACCEPT_BATCH_MAX: intFrom(256, 1),
+    /** How long the first request of an idle API process waits for others to share its round trips. */
+    ACCEPT_BATCH_LINGER_MS: intFrom(1, 0),
+    /** Accept batches per API process at once (more queue up for the next). */
+    ACCEPT_BATCH_IN_FLIGHT: intFrom(4, 1),
     WORKER_LOCK_DURATION_MS: intFrom(30_000, 1000),
     WORKER_STALLED_INTERVAL_MS: intFrom(30_000, 1000),
     JOB_ATTEMPTS: intFrom(25, 1),

@@ -1,11 +1,8 @@
 import type { Request, Response } from 'express';
-import { enqueueSettlement } from '../jobs/catalog.ts';
-import { claimIdempotencyKey, insertOperation, type NewOperation } from '../db/repositories/operations.ts';
-import { assertNotFenced } from '../db/repositories/shard-fences.ts';
+import type { NewOperation } from '../db/repositories/operations.ts';
 import { operationsAccepted } from '../infra/metrics.ts';
-import { findClientWallet, type WalletRow } from '../db/repositories/wallets.ts';
-import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
-import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
+import type { WalletRow } from '../db/repositories/wallets.ts';
+import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused } from '../domain/errors.ts';
 import { operationView } from '../domain/operation-view.ts';
 import type { ApiContext } from './context.ts';
 import { requireClient } from './auth.ts';
@@ -27,8 +24,9 @@ function send(res: Response, response: StoredResponse, replayed: boolean): void 
 
 /**
  * Accepts a fund or transfer: the request is validated before this is called; here the key is
- * claimed in Redis, the client's wallet is checked, the operation is committed in its shard
- * (Postgres decides duplicates), the settlement job is enqueued and 202 is answered.
+ * claimed in Redis, then the batched accept (accept-batcher.ts) checks the client's wallet,
+ * commits the operation in its shard (Postgres decides duplicates) and enqueues its settlement,
+ * and 202 is answered.
  * A request that fails before the commit releases the key, so a corrected retry can use it.
  */
 export async function acceptOperation(
@@ -52,49 +50,27 @@ export async function acceptOperation(
 
   let committed = false;
   try {
-    const database = ctx.shards.forId(spec.ownedWalletId);
-    const wallet = await findClientWallet(database.db, client.id, spec.ownedWalletId);
-    if (!wallet) {
-      await assertNotFenced(database.db, [spec.ownedWalletId]);
-      throw new WalletNotFound(spec.ownedWalletId);
-    }
-
-    // Postgres is the truth: the key's home database names one operation id per (client, key).
-    const key = await claimIdempotencyKey(ctx.shards.forIdempotencyKey(client.id, spec.idempotencyKey).db, {
-      clientId: client.id,
-      key: spec.idempotencyKey,
-      requestHash: hash,
-      operationId: newIdInShard(logicalShardOf(spec.ownedWalletId)),
-    });
-    if (key.requestHash !== hash) throw new IdempotencyKeyReused();
-    const result = await insertOperation(ctx.shards.forId(key.operationId).db, {
-      ...spec.build(wallet),
-      id: key.operationId,
+    const { created, operation } = await ctx.accept({
       clientId: client.id,
       idempotencyKey: spec.idempotencyKey,
       requestHash: hash,
+      ownedWalletId: spec.ownedWalletId,
+      build: spec.build,
       requestId: String(res.getHeader('X-Request-Id') ?? '') || null,
       traceparent: (res.locals.traceparent as string | undefined) ?? null,
     });
-    const operation = result.operation;
     committed = true;
-
-    const replayed = !result.created;
     const response: StoredResponse = {
       status: 202,
       headers: { Location: `/v1/operations/${operation.id}` },
       body: operationView(operation, true),
     };
-    if (result.created) {
-      // Accepted means committed: if Redis is away the reconciler enqueues it later.
-      await enqueueSettlement(ctx.queue, operation).catch((err: unknown) =>
-        req.log.warn({ err, operationId: operation.id }, 'enqueue failed; the reconciler will enqueue it'),
-      );
+    if (created) {
       operationsAccepted.inc({ type: operation.type });
       req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
     }
     if (claim.kind === 'new') await ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);
-    send(res, response, replayed);
+    send(res, response, !created);
   } finally {
     if (!committed && claim.kind === 'new') await ctx.idempotency.release(client.id, spec.idempotencyKey, claim.token);
   }

@@ -6,6 +6,7 @@ import { createKafka, kafkaProbe } from '../events/kafka.ts';
 import type { Logger } from '../infra/logger.ts';
 import { concurrentConnections, observePool } from '../infra/metrics.ts';
 import { createFastFailRedis } from '../infra/redis.ts';
+import { createAcceptBatcher } from './accept-batcher.ts';
 import { createSettlementQueue } from '../jobs/catalog.ts';
 import { createApp } from './app.ts';
 import { IdempotencyStore } from './idempotency.ts';
@@ -26,9 +27,10 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
   await shards.refresh().catch((err: unknown) => logger.warn({ err }, 'shard map not loaded yet'));
   const stopMap = new AbortController();
   const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, logger, stopMap.signal);
-  const redis = createFastFailRedis(config);
+  // Concurrent requests' Redis commands (rate limit, idempotency) share round trips.
+  const redis = createFastFailRedis(config, { enableAutoPipelining: true });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
-  const queueConnection = createFastFailRedis(config);
+  const queueConnection = createFastFailRedis(config, { enableAutoPipelining: true });
   queueConnection.on('error', () => {}); // reported through `redis` above
   const queue = createSettlementQueue(config, queueConnection);
   const subscriber = createFastFailRedis(config, {
@@ -48,6 +50,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
     queue,
     waiter,
     logger,
+    accept: createAcceptBatcher(shards, queue, logger, config),
     idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, config.IDEMPOTENCY_TTL_SECONDS, logger),
     kafkaReady: kafka.check,
     rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, config.RATE_LIMIT_WINDOW_SECONDS),

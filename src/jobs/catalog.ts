@@ -2,11 +2,15 @@
  * Every queue and job the service uses, with its payload schema, typed once. Producers use
  * `enqueueSettlement`; the worker refuses to start unless every job name has a processor.
  */
+import { randomUUID } from 'node:crypto';
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 
 export const SETTLEMENT_QUEUE = 'settlement';
+
+/** Most operations one `settle-batch` job names. */
+export const MAX_BATCH_JOB = 1000;
 
 /** Trace context of the request behind a job, so worker log lines carry it (optional: older jobs lack it). */
 const traceFields = {
@@ -21,6 +25,11 @@ export const jobPayloads = {
   'saga-credit': z.object({ operationId: z.uuid(), ...traceFields }),
   /** Cross-shard saga, step 3 (source database). */
   'saga-settle': z.object({ operationId: z.uuid(), ...traceFields }),
+  /**
+   * Transfers accepted together whose wallets share a database: settled together, set-based.
+   * `operationId` names the first, for logs; `operationIds` holds them all.
+   */
+  'settle-batch': z.object({ operationId: z.uuid(), operationIds: z.array(z.uuid()).min(1).max(MAX_BATCH_JOB), ...traceFields }),
 } as const;
 
 export type JobName = keyof typeof jobPayloads;
@@ -65,13 +74,43 @@ export async function enqueueSettlement(
   queue: Queue,
   operation: { id: string; type: 'fund' | 'transfer'; requestId?: string | null; traceparent?: string | null },
 ): Promise<void> {
-  const name = jobNameForOperation(operation.type);
-  const data: JobPayload<typeof name> = {
+  await queue.add(jobNameForOperation(operation.type), jobDataOf(operation), { jobId: operation.id });
+}
+
+function jobDataOf(operation: { id: string; requestId?: string | null; traceparent?: string | null }) {
+  return {
     operationId: operation.id,
     ...(operation.requestId ? { requestId: operation.requestId } : {}),
     ...(operation.traceparent ? { traceparent: operation.traceparent } : {}),
   };
-  await queue.add(name, data, { jobId: operation.id });
+}
+
+/**
+ * Enqueues the settlement of operations accepted together, in one round trip: transfers that
+ * `settlesTogether` says stay in one database go in `settle-batch` jobs of up to MAX_BATCH_JOB,
+ * the rest (funds, cross-database transfers) in their own jobs. A batch job's id is new: if it
+ * is lost, the reconciler enqueues its operations one by one.
+ */
+export async function enqueueSettlements(
+  queue: Queue,
+  operations: readonly { id: string; type: 'fund' | 'transfer'; requestId?: string | null; traceparent?: string | null }[],
+  settlesTogether: (operation: { id: string; type: 'fund' | 'transfer' }) => boolean,
+): Promise<void> {
+  const jobs: { name: JobName; data: unknown; opts: JobsOptions }[] = [];
+  const together = operations.filter(settlesTogether);
+  const batched = new Set(together.length > 1 ? together : []);
+  for (const operation of operations) {
+    if (batched.has(operation)) continue;
+    jobs.push({ name: jobNameForOperation(operation.type), data: jobDataOf(operation), opts: { jobId: operation.id } });
+  }
+  if (together.length > 1) {
+    for (let i = 0; i < together.length; i += MAX_BATCH_JOB) {
+      const chunk = together.slice(i, i + MAX_BATCH_JOB);
+      const data: JobPayload<'settle-batch'> = { operationId: chunk[0]!.id, operationIds: chunk.map((o) => o.id) };
+      jobs.push({ name: 'settle-batch', data, opts: { jobId: `batch-${randomUUID()}` } });
+    }
+  }
+  if (jobs.length > 0) await queue.addBulk(jobs);
 }
 
 /** Enqueues the next step of a cross-shard saga; its job id is `<operation id>-<step>`. */

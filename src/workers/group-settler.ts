@@ -10,7 +10,7 @@ import { settleOperations, type GroupResult } from './settle-operation.ts';
  * Errors that say nothing about the operations in the group (the database is away, out of
  * connections, shutting down): splitting would only multiply failing transactions.
  */
-const isInfrastructureError = (err: unknown): boolean => {
+export const isInfrastructureError = (err: unknown): boolean => {
   const state = sqlState(err);
   return state === undefined || /^(08|53|57)/.test(state);
 };

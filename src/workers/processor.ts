@@ -7,7 +7,8 @@ import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED, type ShardRouter } from '../db/shard-router.ts';
 import { invalidateWallets } from '../api/wallet-cache.ts';
 import type { Logger } from '../infra/logger.ts';
-import { JOB_NAMES, enqueueSagaStep, jobPayloads, type JobName } from '../jobs/catalog.ts';
+import { JOB_NAMES, enqueueSagaStep, enqueueSettlements, jobPayloads, type JobName } from '../jobs/catalog.ts';
+import { isInfrastructureError } from './group-settler.ts';
 import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
 import type { FundGateway } from './gateway-breaker.ts';
 import type { GroupResult } from './settle-operation.ts';
@@ -153,12 +154,61 @@ async function sagaSettle(operationId: string, deps: WorkerDeps, log: Logger): P
   return creditAndSettle(operationId, deps, log);
 }
 
+/**
+ * Transfers accepted together: each joins the group commit of its database (merging with other
+ * jobs' operations). One that needs the cross-shard saga, or failed on its own, gets a job of
+ * its own (its own retries); a database outage fails the job, to be retried whole (operations
+ * already terminal are then skipped).
+ */
+async function settleBatch(_operationId: string, deps: WorkerDeps, log: Logger, job: Job): Promise<unknown> {
+  const { operationIds } = jobPayloads['settle-batch'].parse(job.data);
+  await deps.faultPoint?.('before-settle', operationIds[0]!);
+  const results = await Promise.allSettled(operationIds.map((id) => deps.settle(deps.shards.forId(id), id)));
+  await deps.faultPoint?.('after-settle', operationIds[0]!);
+  const alone: string[] = [];
+  const touched: string[] = [];
+  let outage: unknown;
+  const counts = { settled: 0, already: 0, alone: 0 };
+  results.forEach((r, i) => {
+    const id = operationIds[i]!;
+    if (r.status === 'rejected') {
+      if (isInfrastructureError(r.reason)) outage ??= r.reason;
+      else {
+        log.warn({ err: r.reason, operationId: id }, 'operation failed its batch; settling it on its own');
+        alone.push(id);
+      }
+      return;
+    }
+    const result = r.value;
+    if (result.outcome === 'saga') alone.push(id);
+    else if (result.outcome === 'missing') log.error({ operationId: id }, 'operation not found; dropping it');
+    else if (result.outcome === 'already_terminal') counts.already++;
+    else {
+      counts.settled++;
+      recordSettlement(result.type, result);
+      touched.push(...result.walletIds);
+    }
+  });
+  counts.alone = alone.length;
+  if (alone.length > 0) await enqueueSettlements(deps.queue, alone.map((id) => ({ id, type: 'transfer' as const })), () => false);
+  await invalidate(deps, [...new Set(touched)], log);
+  await Promise.all(
+    operationIds.map((id) =>
+      deps.publisher.publish(operationSettledChannel(deps.redisPrefix), id).catch((err: unknown) => log.warn({ err }, 'could not announce settlement')),
+    ),
+  );
+  log.info({ operations: operationIds.length, ...counts }, 'batch settled');
+  if (outage) throw outage;
+  return counts;
+}
+
 /** One processor per job name in the catalog. */
 export const handlers: Record<JobName, Handler> = {
   'settle-fund': settleFund,
   'settle-transfer': settleTransfer,
   'saga-credit': sagaCredit,
   'saga-settle': sagaSettle,
+  'settle-batch': settleBatch,
 };
 
 /** The worker's processor; refuses to build unless every catalog job has a handler. */

@@ -1,0 +1,203 @@
+/**
+ * Batched accept: fund and transfer requests arriving together share their round trips. One
+ * query reads the wallets of the batch, one multi-row insert claims the idempotency keys (per
+ * key home database), one multi-row insert records the operations (per operation database),
+ * one `addBulk` enqueues their settlement. Each request still gets its own answer, and a 202
+ * still means its operation is committed.
+ */
+import { and, eq, inArray, or } from 'drizzle-orm';
+import type { Queue } from 'bullmq';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/client.ts';
+import { assertNotFenced } from '../db/repositories/shard-fences.ts';
+import type { NewOperation, OperationRow } from '../db/repositories/operations.ts';
+import type { WalletRow } from '../db/repositories/wallets.ts';
+import { idempotencyKeys, operations, wallets } from '../db/schema.ts';
+import type { ShardRouter } from '../db/shard-router.ts';
+import { IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
+import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
+import type { Logger } from '../infra/logger.ts';
+import { batchSize } from '../infra/metrics.ts';
+import { MicroBatcher, type ItemResult } from '../infra/micro-batcher.ts';
+import { enqueueSettlements } from '../jobs/catalog.ts';
+
+export interface AcceptRequest {
+  clientId: string;
+  idempotencyKey: string;
+  requestHash: string;
+  /** The wallet the client must own: a fund's wallet, a transfer's source. */
+  ownedWalletId: string;
+  build: (wallet: WalletRow) => Omit<NewOperation, 'id' | 'clientId' | 'idempotencyKey' | 'requestHash'>;
+  requestId: string | null;
+  traceparent: string | null;
+}
+
+export interface Accepted {
+  /** False when the key already named an operation (a retry after Redis lost the key, or a race). */
+  created: boolean;
+  operation: OperationRow;
+}
+
+type Result = ItemResult<Accepted>;
+
+/** Groups indexes of `items` by a key, keeping order. */
+function groupBy<T, K>(items: readonly T[], keyOf: (item: T, index: number) => K | undefined): Map<K, number[]> {
+  const groups = new Map<K, number[]>();
+  items.forEach((item, i) => {
+    const key = keyOf(item, i);
+    if (key === undefined) return;
+    const list = groups.get(key);
+    if (list) list.push(i);
+    else groups.set(key, [i]);
+  });
+  return groups;
+}
+
+/**
+ * Accepts requests in as few round trips as possible. Errors that belong to one request
+ * (wallet not found, key reused with another body) fail that request only; a database error
+ * fails the requests of that database. Nothing is enqueued for an operation that is not committed.
+ */
+export async function acceptMany(
+  shards: ShardRouter,
+  queue: Queue,
+  logger: Logger,
+  requests: readonly AcceptRequest[],
+): Promise<Result[]> {
+  const results: (Result | undefined)[] = requests.map(() => undefined);
+  const fail = (i: number, error: unknown) => (results[i] ??= { ok: false, error });
+  const alive = (i: number) => results[i] === undefined;
+
+  // 1. The owned wallets, one read per database.
+  const walletOf: (WalletRow | undefined)[] = [];
+  await Promise.all(
+    [...groupBy(requests, (r) => shards.forId(r.ownedWalletId))].map(async ([database, idx]) => {
+      try {
+        const ids = [...new Set(idx.map((i) => requests[i]!.ownedWalletId))];
+        const rows = await database.db.select().from(wallets).where(and(inArray(wallets.id, ids), eq(wallets.kind, 'customer')));
+        const byId = new Map(rows.map((w) => [w.id, w]));
+        const missing = ids.filter((id) => !byId.has(id));
+        // Missing because its shard moved away (a stale map)? Then those requests get a retryable error.
+        const fenced = missing.length > 0 ? await assertNotFenced(database.db, missing).then(() => undefined, (err: unknown) => err) : undefined;
+        for (const i of idx) {
+          const wallet = byId.get(requests[i]!.ownedWalletId);
+          if (wallet && wallet.clientId === requests[i]!.clientId) walletOf[i] = wallet;
+          else fail(i, (!wallet && fenced) || new WalletNotFound(requests[i]!.ownedWalletId));
+        }
+      } catch (error) {
+        for (const i of idx) fail(i, error);
+      }
+    }),
+  );
+
+  // 2. Claim the keys in their home databases: Postgres names one operation per (client, key).
+  const operationIdOf: string[] = [];
+  await Promise.all(
+    [...groupBy(requests, (r, i) => (alive(i) ? shards.forIdempotencyKey(r.clientId, r.idempotencyKey) : undefined))].map(
+      async ([database, idx]) => {
+        try {
+          const claims = idx.map((i) => ({
+            clientId: requests[i]!.clientId,
+            key: requests[i]!.idempotencyKey,
+            requestHash: requests[i]!.requestHash,
+            operationId: newIdInShard(logicalShardOf(requests[i]!.ownedWalletId)),
+          }));
+          const inserted = await database.db.insert(idempotencyKeys).values(claims).onConflictDoNothing().returning();
+          const named = new Map(inserted.map((k) => [`${k.clientId} ${k.key}`, k]));
+          const others = claims.filter((c) => !named.has(`${c.clientId} ${c.key}`));
+          if (others.length > 0) {
+            const existing = await database.db
+              .select()
+              .from(idempotencyKeys)
+              .where(or(...others.map((c) => and(eq(idempotencyKeys.clientId, c.clientId), eq(idempotencyKeys.key, c.key)))));
+            for (const k of existing) named.set(`${k.clientId} ${k.key}`, k);
+          }
+          for (const i of idx) {
+            const key = named.get(`${requests[i]!.clientId} ${requests[i]!.idempotencyKey}`);
+            if (!key) fail(i, new Error('idempotency key conflict without a row'));
+            else if (key.requestHash !== requests[i]!.requestHash) fail(i, new IdempotencyKeyReused());
+            else operationIdOf[i] = key.operationId;
+          }
+        } catch (error) {
+          for (const i of idx) fail(i, error);
+        }
+      },
+    ),
+  );
+
+  // 3. Record the operations in their databases (a key already used names an existing one).
+  const created: OperationRow[] = [];
+  await Promise.all(
+    [...groupBy(requests, (_r, i) => (alive(i) ? shards.forId(operationIdOf[i]!) : undefined))].map(async ([database, idx]) => {
+      try {
+        const rows = new Map<string, NewOperation & { id: string }>();
+        for (const i of idx) {
+          const r = requests[i]!;
+          rows.set(operationIdOf[i]!, {
+            ...r.build(walletOf[i]!),
+            id: operationIdOf[i]!,
+            clientId: r.clientId,
+            idempotencyKey: r.idempotencyKey,
+            requestHash: r.requestHash,
+            requestId: r.requestId,
+            traceparent: r.traceparent,
+          });
+        }
+        const inserted = await database.db.insert(operations).values([...rows.values()]).onConflictDoNothing().returning();
+        const byId = new Map(inserted.map((o) => [o.id, o]));
+        created.push(...inserted);
+        const others = [...rows.keys()].filter((id) => !byId.has(id));
+        const existing = others.length > 0 ? await database.db.select().from(operations).where(inArray(operations.id, others)) : [];
+        const found = new Map(existing.map((o) => [o.id, o]));
+        const firstFor = new Set<string>();
+        for (const i of idx) {
+          const id = operationIdOf[i]!;
+          const operation = byId.get(id) ?? found.get(id);
+          if (!operation) {
+            fail(i, new Error('operation conflict without an existing operation'));
+            continue;
+          }
+          // Two requests of one batch with one key: the first created it, the second replays.
+          const isCreator = byId.has(id) && !firstFor.has(id);
+          firstFor.add(id);
+          results[i] = { ok: true, value: { created: isCreator, operation } };
+        }
+      } catch (error) {
+        for (const i of idx) fail(i, error);
+      }
+    }),
+  );
+
+  // 4. Enqueue what was created, in one round trip. Accepted means committed: if Redis is
+  //    away, the reconciler enqueues these later.
+  if (created.length > 0) {
+    await enqueueSettlements(queue, created, (op) => op.type === 'transfer' && settlesInOneDatabase(shards, op)).catch((err: unknown) =>
+      logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
+    );
+  }
+  return results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') });
+}
+
+function settlesInOneDatabase(shards: ShardRouter, op: { id: string; fromWalletId?: string | null; toWalletId?: string }): boolean {
+  const home: Database = shards.forId(op.id);
+  return op.fromWalletId != null && op.toWalletId !== undefined && shards.forId(op.fromWalletId) === home && shards.forId(op.toWalletId) === home;
+}
+
+/** Coalesces concurrent accepts of this process into `acceptMany` calls. */
+export function createAcceptBatcher(
+  shards: ShardRouter,
+  queue: Queue,
+  logger: Logger,
+  config: Pick<Config, 'ACCEPT_BATCH_MAX' | 'ACCEPT_BATCH_LINGER_MS' | 'ACCEPT_BATCH_IN_FLIGHT'>,
+): (request: AcceptRequest) => Promise<Accepted> {
+  const batcher = new MicroBatcher<'accept', AcceptRequest, Accepted>(
+    {
+      lingerMs: config.ACCEPT_BATCH_LINGER_MS,
+      maxSize: config.ACCEPT_BATCH_MAX,
+      maxInFlight: config.ACCEPT_BATCH_IN_FLIGHT,
+      onBatch: (size) => batchSize.observe({ stage: 'accept' }, size),
+    },
+    (_key, requests) => acceptMany(shards, queue, logger, requests),
+  );
+  return (request) => batcher.submit('accept', request);
+}
