@@ -104,6 +104,16 @@ function cases(): fc.Arbitrary<Case> {
     get('/v1/wallets/{id}/entries', ids().map((id) => `/v1/wallets/${id}/entries`)),
     post('/v1/wallets/{id}/fund', ids().map((id) => `/v1/wallets/${id}/fund`), bodies({ amount: amounts, paymentMethod: fc.oneof(fc.constantFrom('pm_card_declined', 'pm_x', 'visa'), fc.string({ maxLength: 120 })) })),
     post('/v1/transfers', fc.constant('/v1/transfers'), bodies({ fromWalletId: ids(), toWalletId: ids(), amount: amounts, reference: text })),
+    post(
+      '/v1/transfers/batch',
+      fc.constant('/v1/transfers/batch'),
+      bodies({
+        transfers: fc.oneof(
+          fc.array(fc.record({ idempotencyKey: text, fromWalletId: ids(), toWalletId: ids(), amount: amounts, reference: text }, { requiredKeys: [] }), { maxLength: 4 }),
+          fc.jsonValue(),
+        ),
+      }),
+    ),
     get('/v1/operations/{id}', ids().map((id) => `/v1/operations/${id}`)),
     get('/v1/wallets/{id}/balance', ids().map((id) => `/v1/wallets/${id}/balance`)),
     get('/metrics', fc.constant('/metrics')),

@@ -54,21 +54,15 @@ function groupBy<T, K>(items: readonly T[], keyOf: (item: T, index: number) => K
 }
 
 /**
- * Accepts requests in as few round trips as possible. Errors that belong to one request
- * (wallet not found, key reused with another body) fail that request only; a database error
- * fails the requests of that database. Nothing is enqueued for an operation that is not committed.
+ * Reads the wallet each request must own, one query per database. A request whose wallet is
+ * missing or not its client's gets `fail(i, WalletNotFound)` (or the fence error when the
+ * wallet's shard moved away, which the client retries); a database error fails its requests.
  */
-export async function acceptMany(
+export async function readOwnedWallets(
   shards: ShardRouter,
-  queue: Queue,
-  logger: Logger,
-  requests: readonly AcceptRequest[],
-): Promise<Result[]> {
-  const results: (Result | undefined)[] = requests.map(() => undefined);
-  const fail = (i: number, error: unknown) => (results[i] ??= { ok: false, error });
-  const alive = (i: number) => results[i] === undefined;
-
-  // 1. The owned wallets, one read per database.
+  requests: readonly Pick<AcceptRequest, 'clientId' | 'ownedWalletId'>[],
+  fail: (i: number, error: unknown) => void,
+): Promise<(WalletRow | undefined)[]> {
   const walletOf: (WalletRow | undefined)[] = [];
   await Promise.all(
     [...groupBy(requests, (r) => shards.forId(r.ownedWalletId))].map(async ([database, idx]) => {
@@ -89,6 +83,26 @@ export async function acceptMany(
       }
     }),
   );
+  return walletOf;
+}
+
+/**
+ * Accepts requests in as few round trips as possible. Errors that belong to one request
+ * (wallet not found, key reused with another body) fail that request only; a database error
+ * fails the requests of that database. Nothing is enqueued for an operation that is not committed.
+ */
+export async function acceptMany(
+  shards: ShardRouter,
+  queue: Queue,
+  logger: Logger,
+  requests: readonly AcceptRequest[],
+): Promise<Result[]> {
+  const results: (Result | undefined)[] = requests.map(() => undefined);
+  const fail = (i: number, error: unknown) => (results[i] ??= { ok: false, error });
+  const alive = (i: number) => results[i] === undefined;
+
+  // 1. The owned wallets, one read per database.
+  const walletOf = await readOwnedWallets(shards, requests, fail);
 
   // 2. Claim the keys in their home databases: Postgres names one operation per (client, key).
   const operationIdOf: string[] = [];
@@ -178,7 +192,7 @@ export async function acceptMany(
   return results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') });
 }
 
-function settlesInOneDatabase(shards: ShardRouter, op: { id: string; fromWalletId?: string | null; toWalletId?: string }): boolean {
+export function settlesInOneDatabase(shards: ShardRouter, op: { id: string; fromWalletId?: string | null; toWalletId?: string }): boolean {
   const home: Database = shards.forId(op.id);
   return op.fromWalletId != null && op.toWalletId !== undefined && shards.forId(op.fromWalletId) === home && shards.forId(op.toWalletId) === home;
 }
@@ -189,7 +203,7 @@ export function createAcceptBatcher(
   queue: Queue,
   logger: Logger,
   config: Pick<Config, 'ACCEPT_BATCH_MAX' | 'ACCEPT_BATCH_LINGER_MS' | 'ACCEPT_BATCH_IN_FLIGHT'>,
-): (request: AcceptRequest) => Promise<Accepted> {
+): { accept: (request: AcceptRequest) => Promise<Accepted>; drain: () => Promise<void> } {
   const batcher = new MicroBatcher<'accept', AcceptRequest, Accepted>(
     {
       lingerMs: config.ACCEPT_BATCH_LINGER_MS,
@@ -199,5 +213,5 @@ export function createAcceptBatcher(
     },
     (_key, requests) => acceptMany(shards, queue, logger, requests),
   );
-  return (request) => batcher.submit('accept', request);
+  return { accept: (request) => batcher.submit('accept', request), drain: () => batcher.drain() };
 }

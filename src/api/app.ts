@@ -89,6 +89,8 @@ export function createApp(ctx: ApiContext): express.Express {
     }
     next();
   });
+  // A batch of 1,000 transfers with keys and references needs more room than one request.
+  app.use('/v1/transfers/batch', express.json({ limit: '1mb', strict: true }));
   app.use(express.json({ limit: '64kb', strict: true }));
   app.use((req: Request, _res: Response, next: NextFunction) => {
     // Deep nesting costs stack and CPU in every later walk of the body; no request needs it.

@@ -15,6 +15,7 @@ import {
   FundBody,
   OperationIdParams,
   OperationQuery,
+  TransferBatchBody,
   TransferBody,
   WalletIdParams,
 } from './schemas.ts';
@@ -262,6 +263,28 @@ function build(): object {
     security: asClient,
     request: { headers: IdempotencyHeaders, body: { required: true, content: { 'application/json': { schema: TransferBody } } } },
     responses: limited({ 202: accepted, ...problems(...ACCEPT_ERRORS) }),
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/transfers/batch',
+    summary: 'Up to 1,000 transfers accepted as a unit, each with its own idempotency key and operation',
+    description:
+      'Every item is checked first (the client owns each source wallet; a key already used names its operation, ' +
+      'and refuses the batch if used with another body); nothing is written unless every item passes. ' +
+      'An item is the same request as POST /v1/transfers with its key: retrying either replays the same operation. ' +
+      'Each operation settles and is polled on its own (GET /v1/operations/{id}). A batch counts as one transfer request for rate limits. ' +
+      'With several shard databases each database\'s share is one transaction; a 5xx may leave part of a batch accepted, ' +
+      'and sending the same batch again completes it without doubling any item.',
+    security: asClient,
+    request: { body: { required: true, content: { 'application/json': { schema: TransferBatchBody } } } },
+    responses: limited({
+      202: {
+        description: 'Accepted: every operation durably recorded (pending), in item order',
+        headers: z.object({ 'Idempotent-Replayed': z.literal('true').optional() }),
+        content: { 'application/json': { schema: z.object({ operations: z.array(Operation) }) } },
+      },
+      ...problems(...ACCEPT_ERRORS.filter((c) => !c.startsWith('idempotency_key_m') && c !== 'idempotency_key_invalid')),
+    }),
   });
   registry.registerPath({
     method: 'get',

@@ -13,7 +13,7 @@ export function rateLimitClassOf(method: string, path: string): RateLimitClass |
   if (method === 'GET' || method === 'HEAD') return 'read';
   if (method !== 'POST') return undefined;
   if (path === '/v1/wallets') return 'createWallet';
-  if (path === '/v1/transfers') return 'transfer';
+  if (path === '/v1/transfers' || path === '/v1/transfers/batch') return 'transfer'; // a batch counts once
   if (/^\/v1\/wallets\/[^/]*\/fund$/.test(path)) return 'fund';
   if (path.startsWith('/v1/webhook-endpoints')) return 'webhooks'; // register, redeliver
   return undefined;

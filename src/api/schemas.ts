@@ -61,6 +61,25 @@ export const TransferBody = z.strictObject({
   reference: text(255).optional(),
 });
 
+/** One item of POST /v1/transfers/batch: a transfer with its own idempotency key. */
+export const BatchTransferItem = TransferBody.extend({
+  idempotencyKey: z.string().regex(/^[\x20-\x7e]{1,255}$/, 'must be 1 to 255 printable ASCII characters'),
+});
+
+export const TransferBatchBody = z
+  .strictObject({
+    transfers: z.array(BatchTransferItem).min(1).max(1000),
+  })
+  .superRefine((body, ctx) => {
+    const seen = new Map<string, number>();
+    body.transfers.forEach((t, i) => {
+      const first = seen.get(t.idempotencyKey);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['transfers', i, 'idempotencyKey'], message: `repeats the key of transfers.${first}` });
+      } else seen.set(t.idempotencyKey, i);
+    });
+  });
+
 export const WalletIdParams = z.object({ id: Uuid });
 export const OperationIdParams = z.object({ id: Uuid });
 

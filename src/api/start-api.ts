@@ -43,6 +43,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
   const kafka = kafkaProbe(createKafka(config, logger));
   await queue.waitUntilReady().catch((err: unknown) => logger.warn({ err }, 'redis not ready; accepting anyway'));
 
+  const accepting = createAcceptBatcher(shards, queue, logger, config);
   const app = createApp({
     config,
     shards,
@@ -50,7 +51,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
     queue,
     waiter,
     logger,
-    accept: createAcceptBatcher(shards, queue, logger, config),
+    accept: accepting.accept,
     idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, config.IDEMPOTENCY_TTL_SECONDS, logger),
     kafkaReady: kafka.check,
     rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, config.RATE_LIMIT_WINDOW_SECONDS),
@@ -81,6 +82,8 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      // A client that hung up mid-request leaves its accept running: let it commit and enqueue.
+      await accepting.drain();
       stopMap.abort();
       await mapping;
       await waiter.close();

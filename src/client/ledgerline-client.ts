@@ -16,6 +16,7 @@ type Body<P extends keyof paths, M extends 'post'> = paths[P][M] extends { reque
   : never;
 export type CreateWalletBody = Body<'/v1/wallets', 'post'>;
 export type TransferBody = Body<'/v1/transfers', 'post'>;
+export type TransferBatchBody = Body<'/v1/transfers/batch', 'post'>;
 export type FundBody = Body<'/v1/wallets/{id}/fund', 'post'>;
 export type CreateApiKeyBody = Body<'/admin/api-keys', 'post'>;
 
@@ -102,6 +103,8 @@ export function createLedgerlineClient(options: ClientOptions & { apiKey: string
     transfers: {
       create: (body: TransferBody, { idempotencyKey }: { idempotencyKey: string }) =>
         unwrap(http.POST('/v1/transfers', { params: { header: { 'idempotency-key': idempotencyKey } }, body })),
+      /** Up to 1,000 transfers as a unit; each item carries its own `idempotencyKey`. */
+      batch: (body: TransferBatchBody) => unwrap(http.POST('/v1/transfers/batch', { body })),
     },
     operations,
   };

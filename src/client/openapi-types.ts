@@ -1528,6 +1528,246 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/transfers/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Up to 1,000 transfers accepted as a unit, each with its own idempotency key and operation
+         * @description Every item is checked first (the client owns each source wallet; a key already used names its operation, and refuses the batch if used with another body); nothing is written unless every item passes. An item is the same request as POST /v1/transfers with its key: retrying either replays the same operation. Each operation settles and is polled on its own (GET /v1/operations/{id}). A batch counts as one transfer request for rate limits. With several shard databases each database's share is one transaction; a 5xx may leave part of a batch accepted, and sending the same batch again completes it without doubling any item.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        transfers: {
+                            /** Format: uuid */
+                            fromWalletId: string;
+                            /** Format: uuid */
+                            toWalletId: string;
+                            /**
+                             * @description Integer minor units as a decimal string, 1 to 10^15
+                             * @example 1050
+                             */
+                            amount: string;
+                            reference?: string;
+                            idempotencyKey: string;
+                        }[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Accepted: every operation durably recorded (pending), in item order */
+                202: {
+                    headers: {
+                        "Idempotent-Replayed"?: "true";
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            operations: components["schemas"]["Operation"][];
+                        };
+                    };
+                };
+                /** @description Problem: validation_failed, malformed_json */
+                400: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: unauthorized */
+                401: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: wallet_not_found */
+                404: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: idempotency_key_in_flight */
+                409: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: payload_too_large */
+                413: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: unsupported_media_type */
+                415: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: idempotency_key_reused */
+                422: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: rate_limited */
+                429: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        /** @description Seconds to wait */
+                        "Retry-After": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: internal_error */
+                500: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Problem: service_unavailable */
+                503: {
+                    headers: {
+                        /** @description Requests allowed per window for this key and class */
+                        "RateLimit-Limit": string;
+                        /** @description Requests left in the current sliding window */
+                        "RateLimit-Remaining": string;
+                        /** @description Seconds until the oldest counted request leaves the window */
+                        "RateLimit-Reset": string;
+                        /** @description `<limit>;w=<window seconds>` */
+                        "RateLimit-Policy": string;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/operations/{id}": {
         parameters: {
             query?: never;

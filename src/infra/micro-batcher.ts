@@ -52,6 +52,12 @@ export class MicroBatcher<K, I, O> {
     });
   }
 
+  /** Resolves once nothing is waiting or running (graceful shutdown), or after `timeoutMs`. */
+  async drain(timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+  }
+
   /** Items waiting or running, over all keys (for shutdown and tests). */
   get size(): number {
     let n = 0;

@@ -1,10 +1,15 @@
 import { Router } from 'express';
 import type { ApiContext } from '../context.ts';
 import { acceptOperation, idempotencyKeyOf } from '../accept-operation.ts';
-import { FundBody, TransferBody, WalletIdParams } from '../schemas.ts';
+import { operationView } from '../../domain/operation-view.ts';
+import { operationsAccepted } from '../../infra/metrics.ts';
+import { acceptTransferBatch } from '../accept-transfer-batch.ts';
+import { requireClient } from '../auth.ts';
+import { requestHash } from '../idempotency.ts';
+import { FundBody, TransferBatchBody, TransferBody, WalletIdParams } from '../schemas.ts';
 import { validate } from '../validate.ts';
 
-/** POST /v1/wallets/:id/fund and POST /v1/transfers: accepted now, settled by the workers. */
+/** POST /v1/wallets/:id/fund, POST /v1/transfers and POST /v1/transfers/batch: accepted now, settled by the workers. */
 export function moneyRoutes(ctx: ApiContext): Router {
   const router = Router();
 
@@ -47,6 +52,32 @@ export function moneyRoutes(ctx: ApiContext): Router {
         reference: body.reference ?? null,
       }),
     });
+  });
+
+  /** Up to 1,000 transfers accepted as a unit, each with its own key and operation (accept-transfer-batch.ts). */
+  router.post('/v1/transfers/batch', async (req, res) => {
+    const client = requireClient(req);
+    const body = validate(TransferBatchBody, req.body, 'body');
+    const accepted = await acceptTransferBatch(ctx.shards, ctx.queue, req.log, {
+      clientId: client.id,
+      requestId: String(res.getHeader('X-Request-Id') ?? '') || null,
+      traceparent: (res.locals.traceparent as string | undefined) ?? null,
+      transfers: body.transfers.map((t) => ({
+        idempotencyKey: t.idempotencyKey,
+        // The same hash as POST /v1/transfers: an item and a single transfer with one key are one request.
+        requestHash: requestHash('transfer', [t.fromWalletId, t.toWalletId, t.amount, t.reference ?? null]),
+        fromWalletId: t.fromWalletId,
+        toWalletId: t.toWalletId,
+        amount: BigInt(t.amount),
+        reference: t.reference ?? null,
+      })),
+    });
+    if (accepted.created > 0) {
+      operationsAccepted.inc({ type: 'transfer' }, accepted.created);
+      req.log.info({ operations: accepted.operations.length, created: accepted.created }, 'transfer batch accepted');
+    }
+    if (accepted.created === 0) res.setHeader('Idempotent-Replayed', 'true');
+    res.status(202).json({ operations: accepted.operations.map((o) => operationView(o, true)) });
   });
 
   return router;

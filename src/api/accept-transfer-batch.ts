@@ -1,0 +1,174 @@
+/**
+ * POST /v1/transfers/batch: up to MAX_TRANSFER_BATCH transfers, one idempotency key each,
+ * accepted as a unit. Everything is checked before anything is written (owned wallets, keys
+ * reused with another body); then each database's share (key claims, operations) is written in
+ * one transaction. With one database that is one transaction: all or nothing. With several,
+ * a failure between databases answers 5xx and the same request sent again completes the batch
+ * (every item's key names its operation, so nothing is accepted twice).
+ */
+import type { Queue } from 'bullmq';
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import type { OperationRow } from '../db/repositories/operations.ts';
+import { idempotencyKeys, operations } from '../db/schema.ts';
+import type { ShardRouter } from '../db/shard-router.ts';
+import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
+import type { Logger } from '../infra/logger.ts';
+import { enqueueSettlements } from '../jobs/catalog.ts';
+import { readOwnedWallets, settlesInOneDatabase } from './accept-batcher.ts';
+import { HttpProblem } from './problem.ts';
+
+export const MAX_TRANSFER_BATCH = 1000;
+
+export interface BatchTransfer {
+  idempotencyKey: string;
+  requestHash: string;
+  fromWalletId: string;
+  toWalletId: string;
+  amount: bigint;
+  reference: string | null;
+}
+
+export interface BatchAccepted {
+  operations: OperationRow[];
+  /** How many of them this request created (the rest were accepted earlier under their keys). */
+  created: number;
+}
+
+
+function byDatabase<T>(items: readonly T[], databaseOf: (item: T) => Database): Map<Database, T[]> {
+  const groups = new Map<Database, T[]>();
+  for (const item of items) {
+    const database = databaseOf(item);
+    groups.set(database, [...(groups.get(database) ?? []), item]);
+  }
+  return groups;
+}
+
+export async function acceptTransferBatch(
+  shards: ShardRouter,
+  queue: Queue,
+  logger: Logger,
+  request: { clientId: string; requestId: string | null; traceparent: string | null; transfers: readonly BatchTransfer[] },
+): Promise<BatchAccepted> {
+  const { clientId, transfers } = request;
+  const problems: { path: string; message: string; code: string }[] = [];
+
+  // 1. Every source wallet is the client's.
+  const walletOf = await readOwnedWallets(
+    shards,
+    transfers.map((t) => ({ clientId, ownedWalletId: t.fromWalletId })),
+    (i, error) => {
+      if (error instanceof Error && 'code' in error && error.code === 'wallet_not_found') {
+        problems.push({ path: `body.transfers.${i}.fromWalletId`, message: error.message, code: 'wallet_not_found' });
+      } else throw error;
+    },
+  );
+
+  // 2. Keys already used name their operations; one used with another body refuses the batch.
+  const existing = new Map<string, { operationId: string; requestHash: string }>();
+  for (const [database, items] of byDatabase(transfers, (t) => shards.forIdempotencyKey(clientId, t.idempotencyKey))) {
+    const rows = await database.db
+      .select()
+      .from(idempotencyKeys)
+      .where(and(eq(idempotencyKeys.clientId, clientId), inArray(idempotencyKeys.key, items.map((t) => t.idempotencyKey))));
+    for (const row of rows) existing.set(row.key, row);
+  }
+  transfers.forEach((t, i) => {
+    const claimed = existing.get(t.idempotencyKey);
+    if (claimed && claimed.requestHash !== t.requestHash) {
+      problems.push({ path: `body.transfers.${i}.idempotencyKey`, message: 'this key was used with a different request', code: 'idempotency_key_reused' });
+    }
+  });
+  if (problems.length > 0) {
+    const code = problems.some((p) => p.code === 'wallet_not_found') ? 'wallet_not_found' : 'idempotency_key_reused';
+    throw new HttpProblem(code, 'the batch was refused; nothing was accepted', problems.map(({ path, message }) => ({ path, message })));
+  }
+
+  // 3. Each database's share in one transaction: the new keys' claims, then the new operations.
+  const planned = transfers.map((t, i) => ({
+    transfer: t,
+    wallet: walletOf[i]!,
+    operationId: existing.get(t.idempotencyKey)?.operationId ?? newIdInShard(logicalShardOf(t.fromWalletId)),
+    isNew: !existing.has(t.idempotencyKey),
+  }));
+  const operationRow = (p: (typeof planned)[number]) => ({
+    id: p.operationId,
+    clientId,
+    type: 'transfer' as const,
+    amount: p.transfer.amount,
+    currency: p.wallet.currency,
+    fromWalletId: p.transfer.fromWalletId,
+    toWalletId: p.transfer.toWalletId,
+    reference: p.transfer.reference,
+    idempotencyKey: p.transfer.idempotencyKey,
+    requestHash: p.transfer.requestHash,
+    requestId: request.requestId,
+    traceparent: request.traceparent,
+  });
+  const fresh = planned.filter((p) => p.isNew);
+  const databases = new Set([
+    ...fresh.map((p) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey)),
+    ...fresh.map((p) => shards.forId(p.operationId)),
+  ]);
+  const created: OperationRow[] = [];
+  for (const database of shards.databases.filter((d) => databases.has(d))) {
+    const claims = fresh.filter((p) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey) === database);
+    const ops = fresh.filter((p) => shards.forId(p.operationId) === database);
+    created.push(
+      ...(await database.db.transaction(async (tx) => {
+        if (claims.length > 0) {
+          const inserted = await tx
+            .insert(idempotencyKeys)
+            .values(claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })))
+            .onConflictDoNothing()
+            .returning({ key: idempotencyKeys.key });
+          if (inserted.length !== claims.length) {
+            // Another request claimed one of these keys since step 2: it may still be recording.
+            throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
+          }
+        }
+        if (ops.length === 0) return [];
+        return tx
+          .insert(operations)
+          .values(
+            ops.map(operationRow),
+          )
+          .onConflictDoNothing()
+          .returning();
+      })),
+    );
+  }
+
+  // 4. Read the operations the batch names that this request did not create.
+  const byId = new Map(created.map((o) => [o.id, o]));
+  const others = planned.filter((p) => !byId.has(p.operationId));
+  for (const [database, items] of byDatabase(others, (p) => shards.forId(p.operationId))) {
+    const rows = await database.db.select().from(operations).where(inArray(operations.id, items.map((p) => p.operationId)));
+    for (const row of rows) byId.set(row.id, row);
+  }
+  if (planned.some((p) => !byId.has(p.operationId))) {
+    // A key claimed by an earlier batch that failed before its operation's database: finish it.
+    const lost = planned.filter((p) => !byId.has(p.operationId));
+    for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
+      const rows = await database.db
+        .insert(operations)
+        .values(
+          items.map(operationRow),
+        )
+        .onConflictDoNothing()
+        .returning();
+      created.push(...rows);
+      for (const row of rows) byId.set(row.id, row);
+    }
+  }
+
+  if (created.length > 0) {
+    await enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
+      logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
+    );
+  }
+  const result = planned.map((p) => byId.get(p.operationId));
+  if (result.some((o) => o === undefined)) throw new Error('batch operation missing after accept');
+  return { operations: result as OperationRow[], created: created.length };
+}
