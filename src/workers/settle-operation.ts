@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db, Tx } from '../db/client.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
@@ -121,6 +122,7 @@ export async function finishOperation(
 export type GroupResult = SettleResult | { outcome: 'saga' };
 
 const param = (value: unknown) => sql.param(value);
+const anyOf = (column: AnyPgColumn, ids: readonly string[]) => sql`${column} = ANY(${param(ids)}::uuid[])`;
 
 /**
  * Settles a group of operations of one database in one transaction (group commit): locks the
@@ -142,7 +144,8 @@ export async function settleOperations(
   return retryOnConflict(() =>
     db.transaction(async (tx) => {
       const results = new Map<string, GroupResult>();
-      const ops = await tx.select().from(operations).where(inArray(operations.id, ids)).orderBy(operations.id).for('update');
+      // `= ANY(array)`: one parameter however many ids (cheaper to build and to plan than IN (...)).
+      const ops = await tx.select().from(operations).where(anyOf(operations.id, ids)).orderBy(operations.id).for('update');
       const found = new Set(ops.map((o) => o.id));
       const missing = ids.filter((id) => !found.has(id));
       await assertNotFenced(tx, missing); // not here because its shard moved away?
@@ -166,7 +169,7 @@ export async function settleOperations(
 
       const walletIds = [...new Set(open.flatMap((op) => [op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null)))].sort();
       // LockRows sits above the sort, so rows are locked in id order: no lock-order deadlocks.
-      const locked = await tx.select().from(wallets).where(inArray(wallets.id, walletIds)).orderBy(wallets.id).for('update');
+      const locked = await tx.select().from(wallets).where(anyOf(wallets.id, walletIds)).orderBy(wallets.id).for('update');
       const byId = new Map(locked.map((w) => [w.id, { ...w }]));
       await assertNotFenced(tx, walletIds.filter((id) => !byId.has(id))); // missing, or moved away?
       const settlementOf = new Map<string, WalletRow>();
@@ -262,12 +265,17 @@ async function finishOperations(
       AS v(id, status, code, message)
     WHERE o.id = v.id AND o.status IN ('pending', 'processing')`);
   if (updated.rowCount !== rows.length) throw new Error(`settled ${updated.rowCount} of ${rows.length} operations`);
-  const events = rows.map((row) => ({
-    ...outboxEvent(eventTypeOf(row.type, row.status === 'succeeded'), row.fromWalletId ?? row.toWalletId, operationView(row), row.id),
-    requestId: row.requestId,
-    traceparent: row.traceparent,
-  }));
-  await tx.insert(outbox).values(events);
+  const events = rows.map((row) =>
+    outboxEvent(eventTypeOf(row.type, row.status === 'succeeded'), row.fromWalletId ?? row.toWalletId, operationView(row), row.id),
+  );
+  await tx.execute(sql`
+    INSERT INTO outbox (event_id, type, key, payload, operation_id, request_id, traceparent, created_at)
+    SELECT event_id, type, key, payload, operation_id, request_id, traceparent, ${now}
+    FROM unnest(${param(events.map((e) => e.eventId))}::uuid[], ${param(events.map((e) => e.type))}::text[],
+                ${param(events.map((e) => e.key))}::text[], ${param(events.map((e) => JSON.stringify(e.payload)))}::jsonb[],
+                ${param(rows.map((r) => r.id))}::uuid[], ${param(rows.map((r) => r.requestId))}::text[],
+                ${param(rows.map((r) => r.traceparent))}::text[])
+      AS v(event_id, type, key, payload, operation_id, request_id, traceparent)`);
 }
 
 const eventTypeOf = (type: 'fund' | 'transfer', ok: boolean) =>
