@@ -5,14 +5,15 @@
  * one `addBulk` enqueues their settlement. Each request still gets its own answer, and a 202
  * still means its operation is committed.
  */
-import { and, eq, inArray, or } from 'drizzle-orm';
+import { and, eq, or } from 'drizzle-orm';
 import type { Queue } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
+import { anyId } from '../db/sql.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
-import type { NewOperation, OperationRow } from '../db/repositories/operations.ts';
+import { findOperations, insertIdempotencyKeys, insertOperations, type NewOperation, type OperationRow } from '../db/repositories/operations.ts';
 import type { WalletRow } from '../db/repositories/wallets.ts';
-import { idempotencyKeys, operations, wallets } from '../db/schema.ts';
+import { idempotencyKeys, wallets } from '../db/schema.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import { IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
@@ -68,7 +69,7 @@ export async function readOwnedWallets(
     [...groupBy(requests, (r) => shards.forId(r.ownedWalletId))].map(async ([database, idx]) => {
       try {
         const ids = [...new Set(idx.map((i) => requests[i]!.ownedWalletId))];
-        const rows = await database.db.select().from(wallets).where(and(inArray(wallets.id, ids), eq(wallets.kind, 'customer')));
+        const rows = await database.db.select().from(wallets).where(and(anyId(wallets.id, ids), eq(wallets.kind, 'customer')));
         const byId = new Map(rows.map((w) => [w.id, w]));
         const missing = ids.filter((id) => !byId.has(id));
         // Missing because its shard moved away (a stale map)? Then those requests get a retryable error.
@@ -116,7 +117,7 @@ export async function acceptMany(
             requestHash: requests[i]!.requestHash,
             operationId: newIdInShard(logicalShardOf(requests[i]!.ownedWalletId)),
           }));
-          const inserted = await database.db.insert(idempotencyKeys).values(claims).onConflictDoNothing().returning();
+          const inserted = await insertIdempotencyKeys(database.db, claims);
           const named = new Map(inserted.map((k) => [`${k.clientId} ${k.key}`, k]));
           const others = claims.filter((c) => !named.has(`${c.clientId} ${c.key}`));
           if (others.length > 0) {
@@ -157,11 +158,11 @@ export async function acceptMany(
             traceparent: r.traceparent,
           });
         }
-        const inserted = await database.db.insert(operations).values([...rows.values()]).onConflictDoNothing().returning();
+        const inserted = await insertOperations(database.db, [...rows.values()]);
         const byId = new Map(inserted.map((o) => [o.id, o]));
         created.push(...inserted);
         const others = [...rows.keys()].filter((id) => !byId.has(id));
-        const existing = others.length > 0 ? await database.db.select().from(operations).where(inArray(operations.id, others)) : [];
+        const existing = others.length > 0 ? await findOperations(database.db, others) : [];
         const found = new Map(existing.map((o) => [o.id, o]));
         const firstFor = new Set<string>();
         for (const i of idx) {

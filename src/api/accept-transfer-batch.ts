@@ -9,8 +9,8 @@
 import type { Queue } from 'bullmq';
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import type { OperationRow } from '../db/repositories/operations.ts';
-import { idempotencyKeys, operations } from '../db/schema.ts';
+import { findOperations, insertIdempotencyKeys, insertOperations, type OperationRow } from '../db/repositories/operations.ts';
+import { idempotencyKeys } from '../db/schema.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
 import type { Logger } from '../infra/logger.ts';
@@ -118,24 +118,16 @@ export async function acceptTransferBatch(
     created.push(
       ...(await database.db.transaction(async (tx) => {
         if (claims.length > 0) {
-          const inserted = await tx
-            .insert(idempotencyKeys)
-            .values(claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })))
-            .onConflictDoNothing()
-            .returning({ key: idempotencyKeys.key });
+          const inserted = await insertIdempotencyKeys(
+            tx,
+            claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })),
+          );
           if (inserted.length !== claims.length) {
             // Another request claimed one of these keys since step 2: it may still be recording.
             throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
           }
         }
-        if (ops.length === 0) return [];
-        return tx
-          .insert(operations)
-          .values(
-            ops.map(operationRow),
-          )
-          .onConflictDoNothing()
-          .returning();
+        return insertOperations(tx, ops.map(operationRow));
       })),
     );
   }
@@ -144,20 +136,14 @@ export async function acceptTransferBatch(
   const byId = new Map(created.map((o) => [o.id, o]));
   const others = planned.filter((p) => !byId.has(p.operationId));
   for (const [database, items] of byDatabase(others, (p) => shards.forId(p.operationId))) {
-    const rows = await database.db.select().from(operations).where(inArray(operations.id, items.map((p) => p.operationId)));
+    const rows = await findOperations(database.db, items.map((p) => p.operationId));
     for (const row of rows) byId.set(row.id, row);
   }
   if (planned.some((p) => !byId.has(p.operationId))) {
     // A key claimed by an earlier batch that failed before its operation's database: finish it.
     const lost = planned.filter((p) => !byId.has(p.operationId));
     for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
-      const rows = await database.db
-        .insert(operations)
-        .values(
-          items.map(operationRow),
-        )
-        .onConflictDoNothing()
-        .returning();
+      const rows = await insertOperations(database.db, items.map(operationRow));
       created.push(...rows);
       for (const row of rows) byId.set(row.id, row);
     }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
-import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db, Tx } from '../db/client.ts';
+import { anyId, param } from '../db/sql.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { ledgerEntries, operations, outbox, wallets } from '../db/schema.ts';
@@ -121,8 +121,6 @@ export async function finishOperation(
 /** What one operation of a group came to; `saga` means it is not this database's to settle alone. */
 export type GroupResult = SettleResult | { outcome: 'saga' };
 
-const param = (value: unknown) => sql.param(value);
-const anyOf = (column: AnyPgColumn, ids: readonly string[]) => sql`${column} = ANY(${param(ids)}::uuid[])`;
 
 /**
  * Settles a group of operations of one database in one transaction (group commit): locks the
@@ -145,7 +143,7 @@ export async function settleOperations(
     db.transaction(async (tx) => {
       const results = new Map<string, GroupResult>();
       // `= ANY(array)`: one parameter however many ids (cheaper to build and to plan than IN (...)).
-      const ops = await tx.select().from(operations).where(anyOf(operations.id, ids)).orderBy(operations.id).for('update');
+      const ops = await tx.select().from(operations).where(anyId(operations.id, ids)).orderBy(operations.id).for('update');
       const found = new Set(ops.map((o) => o.id));
       const missing = ids.filter((id) => !found.has(id));
       await assertNotFenced(tx, missing); // not here because its shard moved away?
@@ -169,7 +167,7 @@ export async function settleOperations(
 
       const walletIds = [...new Set(open.flatMap((op) => [op.fromWalletId, op.toWalletId].filter((x): x is string => x !== null)))].sort();
       // LockRows sits above the sort, so rows are locked in id order: no lock-order deadlocks.
-      const locked = await tx.select().from(wallets).where(anyOf(wallets.id, walletIds)).orderBy(wallets.id).for('update');
+      const locked = await tx.select().from(wallets).where(anyId(wallets.id, walletIds)).orderBy(wallets.id).for('update');
       const byId = new Map(locked.map((w) => [w.id, { ...w }]));
       await assertNotFenced(tx, walletIds.filter((id) => !byId.has(id))); // missing, or moved away?
       const settlementOf = new Map<string, WalletRow>();
