@@ -3,6 +3,7 @@
  * this machine. Phases:
  *   accept      closed loop at the API (workers stopped): maximum 202/s, fills the queue
  *   settle      workers started: how fast the queued transfers drain (settlement throughput)
+ *   bulk        workers running, POST /v1/transfers/batch of 1,000 from 4 clients: submit → terminal
  *   fixed-rate  workers running, a fixed arrival rate: accept latency and end-to-end latency
  *   baseline 1  a synchronous express + pg endpoint, one transaction per request
  *   baseline 2  the same ledger transaction in a tight pg loop at 8 connections
@@ -156,6 +157,55 @@ async function drive(
   };
 }
 
+async function waitSettled(db: pg.Pool): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending','processing')`)).rows[0].count);
+    if (open === 0) return;
+    await sleep(100);
+  }
+}
+
+const BULK_SIZE = 1000;
+const BULK_CLIENTS = 4;
+
+/** Closed loop of POST /v1/transfers/batch (BULK_SIZE transfers each) from BULK_CLIENTS clients. */
+async function driveBulk(urls: string[], headers: Record<string, string>, pick: () => object) {
+  bar.start(DURATION, 0, { phase: `bulk (${BULK_CLIENTS} clients x ${BULK_SIZE})`, info: '' });
+  const tick = setInterval(() => bar.increment(1), 1000);
+  const until = Date.now() + DURATION * 1000;
+  const latencies: number[] = [];
+  let accepted = 0;
+  let refused = 0;
+  await Promise.all(
+    Array.from({ length: BULK_CLIENTS }, async (_, c) => {
+      while (Date.now() < until) {
+        const transfers = Array.from({ length: BULK_SIZE }, () => ({ ...pick(), idempotencyKey: randomUUID() }));
+        const t0 = performance.now();
+        const res = await fetch(`${urls[c % urls.length]}/v1/transfers/batch`, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: JSON.stringify({ transfers }),
+        });
+        await res.arrayBuffer();
+        latencies.push(performance.now() - t0);
+        if (res.status === 202) accepted += BULK_SIZE;
+        else refused++;
+      }
+    }),
+  );
+  clearInterval(tick);
+  bar.update(DURATION, { info: 'done' });
+  bar.stop();
+  latencies.sort((a, b) => a - b);
+  return {
+    batches: latencies.length,
+    refusedBatches: refused,
+    accepted,
+    acceptPerSecond: accepted / DURATION,
+    batchLatencyMs: { p50: Math.round(pct(latencies, 50)), p99: Math.round(pct(latencies, 99)), max: Math.round(latencies.at(-1) ?? 0) },
+  };
+}
+
 async function main(): Promise<void> {
   execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   log('preparing databases');
@@ -219,18 +269,29 @@ async function main(): Promise<void> {
   const settleSeconds = (Date.now() - t0) / 1000;
   const settle = { operations: queued, seconds: settleSeconds, perSecond: queued / settleSeconds };
 
-  // 3. Fixed arrival rate with workers running: accept latency and submit → terminal.
+  // 3. Bulk: POST /v1/transfers/batch of BULK_SIZE transfers from 4 concurrent clients,
+  //    workers running; throughput is operations from the first accept to the last terminal.
+  const bulkStart = new Date();
+  const bulk = await driveBulk(urls, auth, pick);
+  await waitSettled(db);
+  const bulkSpan = await db.query(
+    `SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`,
+    [bulkStart],
+  );
+  const bulkResult = {
+    ...bulk,
+    operations: Number(bulkSpan.rows[0].n),
+    perSecond: Number(bulkSpan.rows[0].n) / Number(bulkSpan.rows[0].s),
+  };
+
+  // 4. Fixed arrival rate with workers running: accept latency and submit → terminal.
   const rate = Number(opt.rate) || Math.max(50, Math.floor(accept.rps / 2));
   const phaseStart = new Date();
   const fixed = await drive(`fixed rate ${rate}/s`, urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, rate, okStatus: 202 });
   // Requests still in flight when the load generator stops are answered by a graceful stop of
   // the APIs; only then is "no open operations" final.
   for (const c of apis) await stop(c);
-  for (let i = 0; i < 600; i++) {
-    const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending','processing')`)).rows[0].count);
-    if (open === 0) break;
-    await sleep(100);
-  }
+  await waitSettled(db);
   const e2eRows = (
     await db.query<{ ms: number }>(
       `SELECT EXTRACT(EPOCH FROM (completed_at - created_at)) * 1000 AS ms FROM operations WHERE created_at >= $1 AND completed_at IS NOT NULL ORDER BY 1`,
@@ -306,17 +367,37 @@ async function main(): Promise<void> {
     accept,
     settle,
     fixedRate: { rate, accept: fixed, endToEnd: e2e },
+    bulk: bulkResult,
     baseline1,
     baseline2,
     ratios: {
       settlementVsPlainPostgres: settle.perSecond / baseline2.perSecond,
       endToEndVsSynchronous: e2e.perSecond / baseline1.rps,
       acceptVsSynchronous: accept.rps / baseline1.rps,
+      bulkVsPlainPostgres: bulkResult.perSecond / baseline2.perSecond,
     },
     books: { ok: booksOk, negative: Number(b.negative), mismatched: Number(b.mismatched), total: String(b.total), open: Number(b.open) },
   };
   writeReport(report);
   if (!booksOk) process.exitCode = 1;
+}
+
+/** The throughput targets of the group-commit work, checked on every run. */
+function targets(r: any): { name: string; measured: string; met: boolean }[] {
+  const x = (n: number) => `${n.toFixed(2)}×`;
+  return [
+    { name: 'settlement ≥ 2.5× plain Postgres', measured: x(r.ratios.settlementVsPlainPostgres), met: r.ratios.settlementVsPlainPostgres >= 2.5 },
+    { name: 'end to end ≥ 3× synchronous', measured: x(r.ratios.endToEndVsSynchronous), met: r.ratios.endToEndVsSynchronous >= 3 },
+    {
+      name: 'accept p99 < 25 ms at half the maximum rate',
+      measured: `${r.fixedRate.accept.latencyMs.p99} ms`,
+      met: r.fixedRate.accept.latencyMs.p99 < 25,
+    },
+    { name: 'bulk ≥ 5× plain Postgres', measured: x(r.ratios.bulkVsPlainPostgres), met: r.ratios.bulkVsPlainPostgres >= 5 },
+    ...(r.options.skew === 'hot'
+      ? [{ name: 'hot wallets: settlement ≥ 2× plain Postgres on the same skew', measured: x(r.ratios.settlementVsPlainPostgres), met: r.ratios.settlementVsPlainPostgres >= 2 }]
+      : []),
+  ];
 }
 
 function writeReport(r: any): void {
@@ -329,6 +410,7 @@ function writeReport(r: any): void {
     ['accept 202/s', r.accept.rps],
     ['settle /s', r.settle.perSecond],
     ['end-to-end /s', r.fixedRate.endToEnd.perSecond],
+    ['bulk /s', r.bulk.perSecond],
     ['sync express+pg /s', r.baseline1.rps],
     ['pg loop x8 /s', r.baseline2.perSecond],
   ];
@@ -350,7 +432,13 @@ Machine: ${r.machine.cores} cores, Node ${r.machine.node}. Options: ${JSON.strin
 
 ![chart](./${stamp}-${r.options.skew}.svg)
 
-**Headline:** settlement ${f(r.ratios.settlementVsPlainPostgres)}× plain Postgres (pg loop at 8 connections); end to end ${f(r.ratios.endToEndVsSynchronous)}× the synchronous express + pg endpoint; accept ${f(r.ratios.acceptVsSynchronous)}× it.
+**Headline:** settlement ${f(r.ratios.settlementVsPlainPostgres)}× plain Postgres (pg loop at 8 connections); bulk ${f(r.ratios.bulkVsPlainPostgres)}× it; end to end ${f(r.ratios.endToEndVsSynchronous)}× the synchronous express + pg endpoint; accept ${f(r.ratios.acceptVsSynchronous)}× it.
+
+| target | measured | met |
+|---|---|---|
+${targets(r)
+  .map((t) => `| ${t.name} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`)
+  .join('\n')}
 
 | measure | value |
 |---|---|
@@ -358,6 +446,7 @@ Machine: ${r.machine.cores} cores, Node ${r.machine.node}. Options: ${JSON.strin
 | settlement (drain of ${r.settle.operations} queued transfers, ${r.options.workers} workers) | ${f(r.settle.perSecond)} /s (${f(r.settle.seconds)} s) |
 | accept at a fixed ${r.fixedRate.rate}/s | p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms (p97.5), p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
 | end to end (submit → terminal) at that rate | ${f(r.fixedRate.endToEnd.perSecond)} /s; p50 ${f(r.fixedRate.endToEnd.latencyMs.p50)} ms, p95 ${f(r.fixedRate.endToEnd.latencyMs.p95)} ms, p99 ${f(r.fixedRate.endToEnd.latencyMs.p99)} ms, max ${f(r.fixedRate.endToEnd.latencyMs.max)} ms |
+| bulk: POST /v1/transfers/batch, ${BULK_CLIENTS} clients × ${BULK_SIZE} transfers, workers running | ${f(r.bulk.perSecond)} /s submit → terminal (${r.bulk.operations} transfers, ${r.bulk.batches} batches, ${r.bulk.refusedBatches} refused); accept ${f(r.bulk.acceptPerSecond)} /s, batch p50 ${r.bulk.batchLatencyMs.p50} ms, p99 ${r.bulk.batchLatencyMs.p99} ms |
 | baseline 1: synchronous express + pg, one transaction per request | ${f(r.baseline1.rps)} /s; p50 ${r.baseline1.latencyMs.p50} ms, p99 ${r.baseline1.latencyMs.p99} ms |
 | baseline 2: the ledger transaction in a pg loop, 8 connections | ${f(r.baseline2.perSecond)} /s |
 | books after the run | ${r.books.ok ? 'sound' : 'BROKEN'}: ${r.books.negative} negative balances, ${r.books.mismatched} balances ≠ entries, entries total ${r.books.total}, ${r.books.open} open operations |
