@@ -31,6 +31,20 @@ async function settleBatchSizes(): Promise<{ count: number; sum: number }> {
   return { count: of('count'), sum: of('sum') };
 }
 
+/** Waits until every operation is terminal, polling the database (not 1,000 long polls at once). */
+async function terminal(ids: string[], timeoutMs = 60_000): Promise<{ id: string; status: string; failure_code: string | null }[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await t.pool.query(`SELECT id, status, failure_code FROM operations WHERE id = ANY($1::uuid[]) AND status IN ('succeeded', 'failed')`, [ids]);
+    if (rows.length === ids.length) {
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return ids.map((id) => byId.get(id)!);
+    }
+    if (Date.now() > until) throw new Error(`${ids.length - rows.length} of ${ids.length} operations not terminal after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const balanceOf = async (w: string) => BigInt((await t.api.request('GET', `/v1/wallets/${w}`, { key })).body.balance);
 
 it('settles concurrent transfers on hot wallets in shared transactions, exactly once each', async () => {
@@ -40,7 +54,7 @@ it('settles concurrent transfers on hot wallets in shared transactions, exactly 
     Array.from({ length: 400 }, (_, i) => t.api.transfer(key, wallets[i % 4]!, wallets[(i + 1) % 4]!, String(1 + (i % 50)))),
   );
   expect(submitted.every((r) => r.status === 202)).toBe(true);
-  const ops = await Promise.all(submitted.map((r) => t.api.waitTerminal(key, r.body.id, 30_000)));
+  const ops = await terminal(submitted.map((r) => r.body.id));
   expect(ops.every((o) => o.status === 'succeeded')).toBe(true);
 
   const after = await settleBatchSizes();
@@ -71,13 +85,18 @@ it('isolates one operation that breaks its group: the rest settle, it waits, not
     END $$;
     CREATE TRIGGER test_poison BEFORE INSERT ON ledger_entries FOR EACH ROW EXECUTE FUNCTION test_poison();`);
   try {
-    const requests = Array.from({ length: 60 }, (_, i) =>
-      t.api.transfer(key, wallets[i % 3]!, wallets[(i + 1) % 3]!, i === 30 ? poisonAmount : String(10 + i)),
-    );
-    const submitted = await Promise.all(requests);
-    const poisonId = submitted[30]!.body.id as string;
-    const others = submitted.filter((_, i) => i !== 30);
-    const settled = await Promise.all(others.map((r) => t.api.waitTerminal(key, r.body.id, 30_000)));
+    // One batch request: its 60 transfers are settled as one group (one settle-batch job).
+    const transfers = Array.from({ length: 60 }, (_, i) => ({
+      idempotencyKey: randomUUID(),
+      fromWalletId: wallets[i % 3]!,
+      toWalletId: wallets[(i + 1) % 3]!,
+      amount: i === 30 ? poisonAmount : String(10 + i),
+    }));
+    const res = await t.api.request('POST', '/v1/transfers/batch', { key, body: { transfers } });
+    expect(res.status).toBe(202);
+    const ids: string[] = res.body.operations.map((o: { id: string }) => o.id);
+    const poisonId = ids[30]!;
+    const settled = await terminal(ids.filter((_, i) => i !== 30));
     expect(settled.every((o) => o.status === 'succeeded')).toBe(true);
 
     const poisoned = await t.api.request('GET', `/v1/operations/${poisonId}`, { key });
@@ -113,10 +132,10 @@ describe('POST /v1/transfers/batch', () => {
     expect(res.body.operations.every((o: { status: string }) => o.status === 'pending')).toBe(true);
     expect(res.body.operations[7].amount).toBe(transfers[7]!.amount);
 
-    const ops = await Promise.all(ids.map((id: string) => t.api.waitTerminal(key, id, 60_000)));
+    const ops = await terminal(ids);
     const expectedFailures = transfers.filter((x) => x.fromWalletId === x.toWalletId).length;
     expect(ops.filter((o) => o.status === 'succeeded')).toHaveLength(1000 - expectedFailures);
-    expect(ops.filter((o) => o.status === 'failed').every((o) => o.failure.code === 'same_wallet')).toBe(true);
+    expect(ops.filter((o) => o.status === 'failed').every((o) => o.failure_code === 'same_wallet')).toBe(true);
 
     const again = await t.api.request('POST', '/v1/transfers/batch', { key, body: { transfers } });
     expect(again.status).toBe(202);
