@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
 import cliProgress from 'cli-progress';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
@@ -255,8 +256,13 @@ async function main(): Promise<void> {
   const accept = await drive('accept (closed loop)', urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, okStatus: 202 });
   const queued = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status = 'pending'`)).rows[0].count);
 
-  // 2. Settlement: start the workers and time the drain.
+  // 2. Settlement: start the workers with the queue paused, and time the drain from the moment
+  //    they are all connected and the queue resumes (process start-up is not settlement).
+  const queue = new Queue('settlement', { connection: { host: '127.0.0.1', port: 6379 }, prefix: env({}).REDIS_PREFIX! });
+  await queue.pause();
   const workers = Array.from({ length: WORKERS }, () => start('src/workers/main.ts'));
+  for (let i = 0; i < 300 && (await queue.getWorkers()).length < WORKERS; i++) await sleep(100);
+  await queue.resume();
   const t0 = Date.now();
   bar.start(queued, 0, { phase: 'settle (drain)', info: '' });
   for (;;) {
@@ -268,6 +274,7 @@ async function main(): Promise<void> {
   bar.stop();
   const settleSeconds = (Date.now() - t0) / 1000;
   const settle = { operations: queued, seconds: settleSeconds, perSecond: queued / settleSeconds };
+  await queue.close();
 
   // 3. Bulk: POST /v1/transfers/batch of BULK_SIZE transfers from 4 concurrent clients,
   //    workers running; throughput is operations from the first accept to the last terminal.
