@@ -96,7 +96,10 @@ const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, 
 /** Picks a transfer: uniform, or hot (10 % of wallets take 90 % of transfers). */
 function picker(wallets: string[]) {
   const hot = wallets.slice(0, Math.max(1, Math.floor(wallets.length / 10)));
-  const pick = () => (SKEW === 'hot' && Math.random() < 0.9 ? hot : wallets)[Math.floor(Math.random() * (SKEW === 'hot' ? hot.length : wallets.length))]!;
+  const pick = () => {
+    const list = SKEW === 'hot' && Math.random() < 0.9 ? hot : wallets;
+    return list[Math.floor(Math.random() * list.length)]!;
+  };
   return () => {
     const from = pick();
     let to = pick();
