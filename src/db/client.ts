@@ -31,5 +31,9 @@ export function openDatabase(
   // An idle client that loses its server (restart, pg_terminate_backend) emits here; the pool
   // drops it and the next checkout reconnects. Without a listener the process would crash.
   pool.on('error', () => {});
+  // A checked-out client (a transaction between two statements) emits 'error' on the client
+  // itself, where the pool listens no more: without this the process crashes. The transaction
+  // still fails (its next statement gets the error) and the client is discarded on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return { url, pool, db: drizzle(pool, { schema }) };
 }
