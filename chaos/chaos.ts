@@ -61,6 +61,7 @@ export interface ChaosReport {
   workload: WorkloadStats & { wallets: number; secondsUnderFaults: number };
   outcomes: { operations: number; byStatus: Record<string, number>; failures: Record<string, number>; events: number };
   money: { fundedMinor: string; customerTotalMinor: string };
+  /** Each fault's start and end, in ms since the workload started. */
   faults: Record<FaultKind, { count: number; at: { start: number; end: number; detail: string }[] }>;
   unexpectedExits: { t: number; service: string; code: number | null; signal: string | null }[];
   recovery: { quiet: boolean; seconds: number; last: Progress };
@@ -118,6 +119,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       kinds: options.faults ?? FAULT_KINDS,
     });
     history.info({ kind: 'phase', phase: 'workload' });
+    const workloadT0 = history.now();
     const started = Date.now();
     workload.start();
     const ticker = setInterval(() => {
@@ -158,7 +160,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const snapshot = await readSnapshot(pools, world.gateway, CONSUMERS);
     await history.close();
     const violations = check(readHistory(history.path), snapshot);
-    const report = buildReport(options, workload, nemesis.log, exits, recovery, snapshot, violations, secondsUnderFaults);
+    const report = buildReport(options, workload, nemesis.log, exits, recovery, snapshot, violations, secondsUnderFaults, workloadT0);
     writeFileSync(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(options.outDir, 'report.md'), renderMarkdown(report));
     return { report, violations };
@@ -178,11 +180,15 @@ function buildReport(
   snapshot: Snapshot,
   violations: Violation[],
   secondsUnderFaults: number,
+  workloadT0: number,
 ): ChaosReport {
   const { progress: _progress, outDir, ...rest } = options;
+  // Times in the report count from the start of the workload (the history's from the harness's start).
   const faults = Object.fromEntries(
     FAULT_KINDS.map((kind) => {
-      const at = faultLog.filter((f) => f.fault === kind).map(({ start, end, detail }) => ({ start, end, detail }));
+      const at = faultLog
+        .filter((f) => f.fault === kind)
+        .map(({ start, end, detail }) => ({ start: start - workloadT0, end: end - workloadT0, detail }));
       return [kind, { count: at.length, at }];
     }),
   ) as ChaosReport['faults'];
@@ -214,7 +220,7 @@ function buildReport(
     outcomes: { operations: operations.length, byStatus, failures, events: snapshot.databases.reduce((s, d) => s + d.outbox.length, 0) },
     money: { fundedMinor: funded.toString(), customerTotalMinor: customerTotal.toString() },
     faults,
-    unexpectedExits,
+    unexpectedExits: unexpectedExits.map((e) => ({ ...e, t: e.t - workloadT0 })),
     recovery,
     checker: { ok: violations.length === 0, violations: violations.length, kinds },
   };

@@ -5,7 +5,7 @@
  * tests plant one violation at a time in a clean history and snapshot and drive it directly.
  */
 import { ANALYTICS_EVENT_TYPES } from '../src/domain/analytics.ts';
-import { firstChainProblem } from '../src/domain/audit-chain.ts';
+import { firstChainProblem, type AuditRecord } from '../src/domain/audit-chain.ts';
 import type { HistoryRecord, RequestRecord, TransferRequest } from './history.ts';
 
 export const VIOLATION_KINDS = [
@@ -93,16 +93,8 @@ export interface DatabaseSnapshot {
   idempotencyKeys: IdempotencyKeyRow[];
   outbox: OutboxRow[];
 }
-export interface AuditRow {
-  seq: bigint;
-  eventId: string;
-  eventType: string;
-  subject: string | null;
-  eventTime: string;
-  payload: unknown;
-  prevHash: string;
-  hash: string;
-}
+/** An audit_log row: the chained record and its hashes. */
+export type AuditRow = AuditRecord & { prevHash: string; hash: string };
 export interface Snapshot {
   /** One per shard database, in SHARD_DATABASE_URLS order (the first is the control database). */
   databases: DatabaseSnapshot[];

@@ -27,8 +27,8 @@ export interface FaultLog {
 export class Nemesis {
   readonly log: FaultLog[] = [];
   private turn = 0;
-  private apiTurn = 0;
-  private workerTurn = 0;
+  /** Which process of each kind the next kill takes (round robin). */
+  private readonly killTurns = { api: 0, worker: 0 };
 
   constructor(
     private readonly world: World,
@@ -65,22 +65,8 @@ export class Nemesis {
   }
 
   private readonly faults: Record<FaultKind, () => Promise<string>> = {
-    'kill-api': async () => {
-      const apis = this.world.servicesOf('api');
-      const name = apis[this.apiTurn++ % apis.length]!.name;
-      await this.world.kill(name);
-      await sleep(1000);
-      await this.world.restart(name);
-      return `${name} SIGKILLed, restarted`;
-    },
-    'kill-worker': async () => {
-      const workers = this.world.servicesOf('worker');
-      const name = workers[this.workerTurn++ % workers.length]!.name;
-      await this.world.kill(name);
-      await sleep(1000);
-      await this.world.restart(name);
-      return `${name} SIGKILLed, restarted`;
-    },
+    'kill-api': () => this.killAndRestart('api'),
+    'kill-worker': () => this.killAndRestart('worker'),
     'redis-restart': async () => {
       await this.world.restartRedis(1000);
       return 'redis-server SIGKILLed, started empty after 1 s';
@@ -135,6 +121,16 @@ export class Nemesis {
       return `gateway outage for ${this.options.faultMs} ms; ${this.workload.stats.fundsDuringOutage - before} funds submitted during it`;
     },
   };
+
+  /** SIGKILLs the next process of a kind, leaves it dead a second, then restarts it (an api: until healthy). */
+  private async killAndRestart(kind: 'api' | 'worker'): Promise<string> {
+    const services = this.world.servicesOf(kind);
+    const name = services[this.killTurns[kind]++ % services.length]!.name;
+    await this.world.kill(name);
+    await sleep(1000);
+    await this.world.restart(name);
+    return `${name} SIGKILLed, restarted`;
+  }
 
   /** The simulator's run-time control endpoint (outage, latency, error rate). */
   private async gatewayControl(body: Record<string, unknown>): Promise<void> {

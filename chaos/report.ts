@@ -21,7 +21,7 @@ export function renderMarkdown(r: ChaosReport): string {
     '',
     '## Faults',
     '',
-    '| fault | injected | at (s since start → end) |',
+    '| fault | injected | at (s since the workload started: start→end) |',
     '|---|---|---|',
     ...FAULT_KINDS.map((k) => {
       const f = r.faults[k];
