@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { createLedgerlineAdminClient } from '../src/client/ledgerline-client.ts';
+import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { check, type Snapshot, type Violation } from './checker.ts';
 import { FAULT_KINDS, HistoryWriter, readHistory, type FaultKind } from './history.ts';
 import { Nemesis, type FaultLog } from './nemesis.ts';
@@ -17,6 +17,7 @@ import { BankWorkload, type WorkloadStats } from './workload.ts';
 import { CHAOS_ADMIN_TOKEN, CONSUMERS, World } from './world.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const WEBHOOK_EVENTS = ['wallet.created', 'wallet.funded', 'wallet.fund_failed', 'transfer.completed', 'transfer.failed'] as const;
 
 export interface ChaosOptions {
   /** Seconds of workload under faults. */
@@ -100,6 +101,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       rateLimits: { createWallet: 1e9, fund: 1e9, transfer: 1e9, read: 1e9, webhooks: 1e9 },
     });
     history.info({ kind: 'api-key', clientId: key.id });
+    // The bank listens to its own events on a webhook endpoint (the harness's receiver).
+    const { data: endpoint, response } = await createLedgerlineClient({ baseUrl: world.apiUrls()[0]!, apiKey: key.key }).http.POST(
+      '/v1/webhook-endpoints',
+      { body: { url: world.webhooks.url, events: [...WEBHOOK_EVENTS] } },
+    );
+    if (!endpoint) throw new Error(`webhook endpoint: ${response.status}`);
+    world.webhooks.secret = endpoint.secret;
     const workload = new BankWorkload(history, world.apiUrls(), key.key, {
       clients: options.clients,
       wallets: options.wallets,
@@ -150,14 +158,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await sleep(500);
       progress = await readProgress(pools, CONSUMERS).catch(() => progress);
       if ((Date.now() - healedAt) % 5000 < 500) {
-        say(`recovering: ${progress.open} open operations, ${progress.unsent} unsent events, consumers ${JSON.stringify(progress.consumed)} of ${progress.events}`);
+        say(
+          `recovering: ${progress.open} open operations, ${progress.unsent} unsent events, consumers ${JSON.stringify(progress.consumed)} of ${progress.events}, ${progress.webhooksPending} webhooks pending`,
+        );
       }
     }
     const recovery = { quiet: isQuiet(progress), seconds: (Date.now() - healedAt) / 1000, last: progress };
     history.info({ kind: 'phase', phase: recovery.quiet ? 'quiet' : 'recovery-timeout', progress });
     say(recovery.quiet ? `quiet after ${recovery.seconds.toFixed(1)} s` : `NOT quiet after ${recovery.seconds.toFixed(1)} s`);
 
-    const snapshot = await readSnapshot(pools, world.gateway, CONSUMERS);
+    const snapshot = await readSnapshot(pools, world.gateway, { receiver: world.webhooks, subscribed: WEBHOOK_EVENTS }, CONSUMERS);
     await history.close();
     const violations = check(readHistory(history.path), snapshot);
     const report = buildReport(options, workload, nemesis.log, exits, recovery, snapshot, violations, secondsUnderFaults, workloadT0);

@@ -43,6 +43,8 @@ export const VIOLATION_KINDS = [
   /** A consumer that applied an event twice (duplicate records, analytics counts above the events). */
   'event-applied-twice',
   'audit-chain-broken',
+  /** A subscribed event the client's webhook endpoint never received (validly signed), or a delivery given up or still pending. */
+  'webhook-not-delivered',
 ] as const;
 export type ViolationKind = (typeof VIOLATION_KINDS)[number];
 
@@ -107,6 +109,13 @@ export interface Snapshot {
   };
   /** The gateway simulator's charges; its idempotency key is the fund's operation id. */
   gateway: { idempotencyKey: string; amount: string; status: string }[];
+  /** The bank client's webhook endpoint: what it subscribed to, what it received, the service's delivery rows. */
+  webhooks: {
+    subscribed: readonly string[];
+    received: { eventId: string; count: number }[];
+    badSignatures: number;
+    deliveries: { eventId: string; status: string }[];
+  };
 }
 
 const TERMINAL = new Set(['succeeded', 'failed']);
@@ -144,6 +153,7 @@ export function check(history: readonly HistoryRecord[], snapshot: Snapshot): Vi
   checkLedger(snapshot, report);
   checkOperations(history, snapshot, report);
   checkEvents(snapshot, report);
+  checkWebhooks(snapshot, report);
   return out;
 }
 
@@ -414,4 +424,22 @@ function checkEvents(snapshot: Snapshot, report: Report): void {
 
   const chain = firstChainProblem([...snapshot.consumers.audit].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)));
   if (chain) report('audit-chain-broken', `audit record ${chain.seq} (${chain.eventId}): ${chain.reason}`);
+}
+
+/** Every subscribed event the webhooks consumer applied reached the endpoint at least once, signed. */
+function checkWebhooks(snapshot: Snapshot, report: Report): void {
+  const { subscribed, received, badSignatures, deliveries } = snapshot.webhooks;
+  const applied = new Set(snapshot.consumers.processed.filter((p) => p.consumer === 'webhooks').map((p) => p.eventId));
+  const got = new Set(received.filter((r) => r.count > 0).map((r) => r.eventId));
+  const missing = snapshot.databases
+    .flatMap((d) => d.outbox)
+    .filter((e) => e.sent && subscribed.includes(e.type) && applied.has(e.eventId) && !got.has(e.eventId));
+  if (missing.length > 0) {
+    report('webhook-not-delivered', `${missing.length} subscribed events never reached the endpoint (first ${missing[0]!.eventId}, ${missing[0]!.type})`);
+  }
+  const pending = deliveries.filter((d) => d.status === 'pending');
+  if (pending.length > 0) report('webhook-not-delivered', `${pending.length} deliveries still pending after recovery (first for event ${pending[0]!.eventId})`);
+  const failed = deliveries.filter((d) => d.status === 'failed');
+  if (failed.length > 0) report('webhook-not-delivered', `${failed.length} deliveries were given up (first for event ${failed[0]!.eventId})`);
+  if (badSignatures > 0) report('webhook-not-delivered', `${badSignatures} deliveries had a bad signature`);
 }

@@ -56,7 +56,7 @@ export function renderMarkdown(r: ChaosReport): string {
     '## Recovery',
     '',
     `After the last fault was healed and the clients stopped: ${r.recovery.quiet ? 'quiet' : 'NOT quiet'} after ${r.recovery.seconds.toFixed(1)} s ` +
-      `(${r.recovery.last.open} open operations, ${r.recovery.last.unsent} unsent events, consumers ${JSON.stringify(r.recovery.last.consumed)} of ${r.recovery.last.events} events).`,
+      `(${r.recovery.last.open} open operations, ${r.recovery.last.unsent} unsent events, consumers ${JSON.stringify(r.recovery.last.consumed)} of ${r.recovery.last.events} events, ${r.recovery.last.webhooksPending} webhook deliveries pending).`,
     '',
     '## Checker',
     '',

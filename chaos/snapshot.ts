@@ -7,6 +7,7 @@
 import pg from 'pg';
 import type { RunningGatewaySim } from '../src/gateway-sim/start-gateway-sim.ts';
 import type { DatabaseSnapshot, Snapshot } from './checker.ts';
+import type { WebhookReceiver } from './webhook-receiver.ts';
 
 export function openPools(urls: readonly string[]): pg.Pool[] {
   return urls.map((url) => {
@@ -45,13 +46,19 @@ async function readDatabase(pool: pg.Pool): Promise<DatabaseSnapshot> {
   };
 }
 
-export async function readSnapshot(pools: pg.Pool[], gateway: RunningGatewaySim, consumerNames: readonly string[]): Promise<Snapshot> {
+export async function readSnapshot(
+  pools: pg.Pool[],
+  gateway: RunningGatewaySim,
+  webhooks: { receiver: WebhookReceiver; subscribed: readonly string[] },
+  consumerNames: readonly string[],
+): Promise<Snapshot> {
   const control = pools[0]!;
-  const [databases, processed, audit, analytics] = await Promise.all([
+  const [databases, processed, audit, analytics, deliveries] = await Promise.all([
     Promise.all(pools.map(readDatabase)),
     control.query(`SELECT consumer, event_id FROM consumer_processed_events`),
     control.query(`SELECT seq::text AS seq, event_id, event_type, subject, event_time, payload, prev_hash, hash FROM audit_log`),
     control.query(`SELECT event_type, SUM(count)::text AS count FROM analytics_buckets WHERE granularity = 'hour' GROUP BY 1`),
+    control.query(`SELECT event_id, status FROM webhook_deliveries`),
   ]);
   return {
     databases,
@@ -71,6 +78,12 @@ export async function readSnapshot(pools: pg.Pool[], gateway: RunningGatewaySim,
       analytics: analytics.rows.map((r) => ({ eventType: r.event_type, count: BigInt(r.count) })),
     },
     gateway: gateway.state.ledger.all().map((c) => ({ idempotencyKey: c.idempotencyKey, amount: c.amount, status: c.status })),
+    webhooks: {
+      subscribed: webhooks.subscribed,
+      received: [...webhooks.receiver.received].map(([eventId, count]) => ({ eventId, count })),
+      badSignatures: webhooks.receiver.badSignatures,
+      deliveries: deliveries.rows.map((r) => ({ eventId: r.event_id, status: r.status })),
+    },
   };
 }
 
@@ -80,6 +93,8 @@ export interface Progress {
   events: number;
   /** Events each consumer has applied. */
   consumed: Record<string, number>;
+  /** Webhook deliveries not yet sent (or given up). */
+  webhooksPending: number;
 }
 
 /** How far the system is from quiet: open operations, unsent events, and each consumer's count. */
@@ -98,7 +113,9 @@ export async function readProgress(pools: pg.Pool[], consumerNames: readonly str
   }
   const { rows } = await pools[0]!.query(`SELECT consumer, COUNT(*)::int AS n FROM consumer_processed_events GROUP BY 1`);
   const consumed = Object.fromEntries(consumerNames.map((n) => [n, rows.find((r) => r.consumer === n)?.n ?? 0]));
-  return { open, unsent, events, consumed };
+  const pending = await pools[0]!.query(`SELECT COUNT(*)::int AS n FROM webhook_deliveries WHERE status = 'pending'`);
+  return { open, unsent, events, consumed, webhooksPending: pending.rows[0].n };
 }
 
-export const isQuiet = (p: Progress) => p.open === 0 && p.unsent === 0 && Object.values(p.consumed).every((n) => n >= p.events);
+export const isQuiet = (p: Progress) =>
+  p.open === 0 && p.unsent === 0 && p.webhooksPending === 0 && Object.values(p.consumed).every((n) => n >= p.events);

@@ -15,6 +15,7 @@ import pg from 'pg';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { startGatewaySim, type RunningGatewaySim } from '../src/gateway-sim/start-gateway-sim.ts';
 import { freePort, startMockKafka, startRedisServer, waitHealthy, type RedisServer } from '../test/support/processes.ts';
+import { WebhookReceiver } from './webhook-receiver.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -122,6 +123,7 @@ export class World {
   redis!: RedisServer;
   kafka!: { child: ChildProcess; brokers: string };
   gateway!: RunningGatewaySim;
+  webhooks!: WebhookReceiver;
   databaseUrls: string[] = [];
   env: Record<string, string> = {};
   readonly services = new Map<string, Service>();
@@ -146,11 +148,12 @@ export class World {
 
   private async boot(): Promise<void> {
     const { databases, apis, workers } = this.options;
-    [this.postgres, this.redis, this.kafka, this.gateway] = await Promise.all([
+    [this.postgres, this.redis, this.kafka, this.gateway, this.webhooks] = await Promise.all([
       PrivatePostgres.create(),
       startRedisServer(),
       startMockKafka(),
       startGatewaySim({ port: 0 }),
+      WebhookReceiver.start(),
     ]);
     this.databaseUrls = Array.from({ length: databases }, (_, i) => this.postgres.url(`ledgerline_${i}`));
     for (const url of this.databaseUrls) await migrateDatabase(url);
@@ -176,6 +179,10 @@ export class World {
       RECONCILE_INTERVAL_MS: '1000',
       RECONCILE_PENDING_AFTER_MS: '3000',
       RELAY_POLL_INTERVAL_MS: '50',
+      // The bank's webhook endpoint is on loopback; failed deliveries retry within seconds.
+      WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
+      WEBHOOK_RETRY_SCHEDULE_MS: '500,1000,2000,4000,8000,8000,8000,8000,8000,8000',
+      WEBHOOK_TIMEOUT_MS: '3000',
       // Fraud watches but never acts: its alerts and freezes would change the bank's outcomes.
       FRAUD_FREEZE_ON_SUSPICION: 'false',
       FRAUD_VELOCITY_MAX: '1000000000',
@@ -300,6 +307,7 @@ export class World {
     }
     if (this.redis?.child.exitCode === null) this.redis.child.kill('SIGKILL');
     await this.gateway?.close();
+    await this.webhooks?.close();
     await this.postgres?.destroy(join(this.logDir, 'postgres.log'));
   }
 }

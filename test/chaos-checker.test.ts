@@ -128,6 +128,9 @@ class SyntheticRun {
       prevHash = hash;
     }
     const analytics = ANALYTICS_EVENT_TYPES.map((eventType) => ({ eventType, count: BigInt(events.filter((e) => e.type === eventType).length) }));
+    // The client's endpoint got every subscribed event, one of them twice (at least once is the promise).
+    const subscribed = ['wallet.created', 'wallet.funded', 'transfer.completed'];
+    const delivered = events.filter((e) => subscribed.includes(e.type));
     return {
       databases: this.databases,
       consumers: {
@@ -137,6 +140,12 @@ class SyntheticRun {
         analytics,
       },
       gateway: this.gateway,
+      webhooks: {
+        subscribed,
+        received: delivered.map((e, i) => ({ eventId: e.eventId, count: i === 0 ? 2 : 1 })),
+        badSignatures: 0,
+        deliveries: delivered.map((e) => ({ eventId: e.eventId, status: 'succeeded' })),
+      },
     };
   }
 }
@@ -253,6 +262,11 @@ const PLANTS: Record<ViolationKind, (r: Run) => void> = {
   },
   'audit-chain-broken': (r) => {
     r.snapshot.consumers.audit[2]!.payload = { edited: true };
+  },
+  'webhook-not-delivered': (r) => {
+    // Redis lost the delivery's job: the endpoint never heard of this transfer.
+    const event = dbOfOp(r, r.ops.crossDb.id).outbox.find((e) => e.operationId === r.ops.crossDb.id)!;
+    r.snapshot.webhooks.received = r.snapshot.webhooks.received.filter((x) => x.eventId !== event.eventId);
   },
 };
 
