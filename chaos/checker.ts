@@ -280,6 +280,7 @@ interface KeyHistory {
 function checkOperations(history: readonly HistoryRecord[], snapshot: Snapshot, report: Report): void {
   const operations = indexOperations(snapshot);
   const requests = history.filter((r): r is RequestRecord => r.type === 'request');
+  // Keys by their text alone: a run has one API client, so every key is that client's.
   const keys = new Map<string, KeyHistory>();
   for (const r of requests) {
     if (!MONEY_KINDS.has(r.kind) || !r.idempotencyKey) continue;

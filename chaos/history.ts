@@ -34,6 +34,7 @@ export interface RequestRecord {
   body?: TransferRequest | FundRequest | Record<string, unknown>;
   /** Absent when there was no HTTP answer (connection error, timeout). */
   status?: number;
+  /** The `id` of the answer: an operation's (fund, transfer, replay, read-operation) or, for create-wallet, the wallet's. */
   operationId?: string;
   replayed?: boolean;
   /** The answer's JSON body (operation, wallet or problem), or the error text. */

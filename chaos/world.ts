@@ -88,7 +88,8 @@ export class PrivatePostgres {
 
 export type ServiceKind = 'api' | 'worker' | 'relay' | 'consumer';
 
-interface Service {
+/** One supervised process of the service. */
+export interface ServiceProcess {
   name: string;
   kind: ServiceKind;
   args: string[];
@@ -126,7 +127,7 @@ export class World {
   webhooks!: WebhookReceiver;
   databaseUrls: string[] = [];
   env: Record<string, string> = {};
-  readonly services = new Map<string, Service>();
+  readonly services = new Map<string, ServiceProcess>();
   private stopping = false;
   private readonly logDir: string;
 
@@ -208,7 +209,7 @@ export class World {
     this.services.set(name, { name, kind, args, env, ...(port ? { port } : {}), expectExit: false, starts: 0 });
   }
 
-  private spawn(service: Service): void {
+  private spawn(service: ServiceProcess): void {
     const fd = openSync(join(this.logDir, `${service.name}.log`), 'a');
     const child = spawn(process.execPath, ['--import', 'tsx', ENTRY[service.kind], ...service.args], {
       cwd: ROOT,
@@ -233,7 +234,7 @@ export class World {
     });
   }
 
-  apiServices(): Service[] {
+  apiServices(): ServiceProcess[] {
     return [...this.services.values()].filter((s) => s.kind === 'api');
   }
 
@@ -241,7 +242,7 @@ export class World {
     return this.apiServices().map((s) => `http://127.0.0.1:${s.port}`);
   }
 
-  servicesOf(kind: ServiceKind): Service[] {
+  servicesOf(kind: ServiceKind): ServiceProcess[] {
     return [...this.services.values()].filter((s) => s.kind === kind);
   }
 
