@@ -13,6 +13,7 @@ import { FAULT_KINDS, HistoryWriter, readHistory, type FaultKind } from './histo
 import { Nemesis, type FaultLog } from './nemesis.ts';
 import { renderMarkdown } from './report.ts';
 import { isQuiet, openPools, readProgress, readSnapshot, type Progress } from './snapshot.ts';
+import { systemViolations } from '../test/support/env.ts';
 import { BankWorkload, type WorkloadStats } from './workload.ts';
 import { CHAOS_ADMIN_TOKEN, CONSUMERS, World } from './world.ts';
 
@@ -66,7 +67,8 @@ export interface ChaosReport {
   faults: Record<FaultKind, { count: number; at: { start: number; end: number; detail: string }[] }>;
   unexpectedExits: { t: number; service: string; code: number | null; signal: string | null }[];
   recovery: { quiet: boolean; seconds: number; last: Progress };
-  checker: { ok: boolean; violations: number; kinds: Record<string, { count: number; examples: string[] }> };
+  /** `books`: what test/support's systemViolations (SQL over every shard database) says; empty when sound. */
+  checker: { ok: boolean; violations: number; kinds: Record<string, { count: number; examples: string[] }>; books: string[] };
 }
 
 export interface ChaosResult {
@@ -168,9 +170,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     say(recovery.quiet ? `quiet after ${recovery.seconds.toFixed(1)} s` : `NOT quiet after ${recovery.seconds.toFixed(1)} s`);
 
     const snapshot = await readSnapshot(pools, world.gateway, { receiver: world.webhooks, subscribed: WEBHOOK_EVENTS }, CONSUMERS);
+    // A second opinion on the books, in SQL: the test suite's own check over every shard database.
+    const books = await systemViolations(pools);
     await history.close();
     const violations = check(readHistory(history.path), snapshot);
-    const report = buildReport(options, workload, nemesis.log, exits, recovery, snapshot, violations, secondsUnderFaults, workloadT0);
+    const report = buildReport(options, workload, nemesis.log, exits, recovery, snapshot, violations, secondsUnderFaults, workloadT0, books);
     writeFileSync(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(options.outDir, 'report.md'), renderMarkdown(report));
     return { report, violations };
@@ -191,6 +195,7 @@ function buildReport(
   violations: Violation[],
   secondsUnderFaults: number,
   workloadT0: number,
+  books: string[],
 ): ChaosReport {
   const { progress: _progress, outDir, ...rest } = options;
   // Times in the report count from the start of the workload (the history's from the harness's start).
@@ -232,6 +237,6 @@ function buildReport(
     faults,
     unexpectedExits: unexpectedExits.map((e) => ({ ...e, t: e.t - workloadT0 })),
     recovery,
-    checker: { ok: violations.length === 0, violations: violations.length, kinds },
+    checker: { ok: violations.length === 0 && books.length === 0, violations: violations.length, kinds, books },
   };
 }

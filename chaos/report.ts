@@ -67,6 +67,10 @@ export function renderMarkdown(r: ChaosReport): string {
       return `| ${k} | ${found ? 'FAIL' : 'ok'} | ${found?.count ?? 0} | ${(found?.examples ?? []).slice(0, 3).join('; ').replace(/\|/g, '\\|')} |`;
     }),
     '',
+    r.checker.books.length === 0
+      ? 'Second opinion (`systemViolations` of test/support/env.ts, in SQL over every shard database): the books are sound.'
+      : `Second opinion (\`systemViolations\`, in SQL): ${r.checker.books.join('; ')}.`,
+    '',
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -61,6 +61,9 @@ const { report } = await runChaos({
   ...(faults ? { faults } : {}),
   progress: (line) => process.stderr.write(`[chaos] ${line}\n`),
 });
-const verdict = report.checker.ok ? 'PASS: no violations' : `FAIL: ${report.checker.violations} violations (${Object.keys(report.checker.kinds).join(', ')})`;
+const { checker } = report;
+const verdict = checker.ok
+  ? 'PASS: no violations'
+  : `FAIL: ${checker.violations} violations (${Object.keys(checker.kinds).join(', ') || 'none'}); books: ${checker.books.join('; ') || 'sound'}`;
 process.stderr.write(`[chaos] ${verdict}\n[chaos] report: ${outDir}/report.md\n`);
 process.exitCode = report.checker.ok ? 0 : 1;
