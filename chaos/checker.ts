@@ -350,16 +350,17 @@ function checkOperations(history: readonly HistoryRecord[], snapshot: Snapshot, 
     if (!same) report('replay-mismatch', `operation ${op.id} (key ${op.idempotencyKey}) is not what was requested`);
   }
 
-  // Terminal statuses seen by clients never change, and are the final ones.
-  const seen = new Map<string, { status: string; t: number }>();
+  // Terminal statuses seen by clients never change, and are the final ones. A read counts as
+  // later only if it was sent after the terminal answer arrived (overlapping reads may differ).
+  const seen = new Map<string, { status: string; end: number }>();
   for (const r of [...requests].sort((a, b) => a.end - b.end)) {
     if (r.kind !== 'read-operation' || r.status !== 200) continue;
     const op = r.answer as { id: string; status: string };
     const before = seen.get(op.id);
-    if (before && before.status !== op.status) {
-      report('status-changed', `operation ${op.id} was ${before.status} at ${before.t} ms, then ${op.status} at ${r.t} ms`);
+    if (before && r.t > before.end && before.status !== op.status) {
+      report('status-changed', `operation ${op.id} was ${before.status} at ${before.end} ms, then ${op.status} at ${r.t} ms`);
     }
-    if (TERMINAL.has(op.status) && !before) seen.set(op.id, { status: op.status, t: r.t });
+    if (TERMINAL.has(op.status) && !before) seen.set(op.id, { status: op.status, end: r.end });
   }
   for (const [id, { status }] of seen) {
     const final = operations.get(id)?.[0]?.op.status;
