@@ -2,6 +2,7 @@ import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Config } from '../config.ts';
 import * as schema from './schema.ts';
+import './drizzle-transaction-fix.ts';
 
 // Raw pg returns bigint (int8) as a string; money must stay exact, so parse to bigint.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => BigInt(v));
