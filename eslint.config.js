@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'drizzle/', 'bench/results/', '.run/'] },
+  { ignores: ['node_modules/', 'drizzle/', 'bench/results/', 'chaos/results/', '.run/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -32,7 +32,7 @@ export default tseslint.config(
   },
   {
     // Tests read loosely typed JSON responses.
-    files: ['scripts/**', 'test/**', 'bench/**'],
+    files: ['scripts/**', 'test/**', 'bench/**', 'chaos/**'],
     rules: { 'no-console': 'off', '@typescript-eslint/no-explicit-any': 'off' },
   },
 );

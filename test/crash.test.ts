@@ -3,23 +3,13 @@
  * job's completion), and Redis wiped with FLUSHALL under load. Every accepted operation must
  * still end terminal, and no money may move twice.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createTestEnv, ledgerViolations, type TestEnv } from './support/env.ts';
+import { startRedisServer } from './support/processes.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function fundedWallets(t: TestEnv, key: string, n: number, amount: string): Promise<string[]> {
   const wallets = await Promise.all(Array.from({ length: n }, () => t.api.wallet(key)));
@@ -107,17 +97,10 @@ describe('Redis FLUSHALL under load', () => {
 
   it('loses no accepted operation: the reconciler re-enqueues from Postgres', async () => {
     // A private Redis server: FLUSHALL must not touch the other test files' state.
-    const port = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
-    const probe = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null, lazyConnect: true });
-    probe.on('error', () => {}); // refused until the server is up
-    for (let i = 0; i < 50; i++) {
-      if (await probe.connect().then(() => true, () => false)) break;
-      await sleep(100);
-    }
-    t = await createTestEnv({ redisUrl: `redis://127.0.0.1:${port}` });
+    const server = await startRedisServer();
+    redisServer = server.child;
+    const probe = new Redis(server.url, { maxRetriesPerRequest: null });
+    t = await createTestEnv({ redisUrl: server.url });
     const key = await t.api.adminKey();
     const wallets = await fundedWallets(t, key, 8, '5000');
     let flushed = 0;

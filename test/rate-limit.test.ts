@@ -3,8 +3,7 @@
  * processes sharing one Redis.
  */
 import { randomUUID } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Redis } from 'ioredis';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createLedgerlineAdminClient,
@@ -13,26 +12,12 @@ import {
   type LedgerlineClient,
 } from '../src/client/ledgerline-client.ts';
 import { ADMIN_TOKEN, createTestEnv, type TestEnv } from './support/env.ts';
-import { freePort, waitHealthy } from './support/processes.ts';
+import { freePort, startRedisServer, waitHealthy } from './support/processes.ts';
 
 let t: TestEnv;
 let apiA: string;
 let apiB: string;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitRedis(port: number): Promise<void> {
-  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  try {
-    for (let i = 0; i < 50; i++) {
-      if (await probe.connect().then(() => true, () => false)) return;
-      await sleep(100);
-    }
-    throw new Error('private redis-server did not start');
-  } finally {
-    probe.disconnect();
-  }
-}
 
 async function spawnApi(extraEnv: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
@@ -179,14 +164,10 @@ describe('the window slides', () => {
 describe('Redis down', () => {
   it('fails open: requests pass without RateLimit headers, and reads fall back to Postgres', async () => {
     // An API process on a private Redis, which is then killed.
-    const redisPort = await freePort();
-    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
+    const { child: redis, url: redisUrl } = await startRedisServer();
     try {
-      await waitRedis(redisPort);
       const port = await freePort();
-      const child = t.spawnProcess('api', { PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}` });
+      const child = t.spawnProcess('api', { PORT: String(port), REDIS_URL: redisUrl });
       const url = await waitHealthy(port, child);
       redis.kill('SIGKILL');
       await new Promise((r) => redis.once('exit', r));

@@ -11,6 +11,7 @@ import { register } from 'prom-client';
 import { createLogger } from '../src/infra/logger.ts';
 import { CONSUMER_NAMES, startConsumerProcess } from '../src/events/consumers/start-consumer.ts';
 import { ADMIN_TOKEN, createTestEnv, type TestEnv } from './support/env.ts';
+import { startMockKafka } from './support/processes.ts';
 
 const REQUEST_TIMEOUT_MS = 3000;
 const PAUSE_MS = 8000; // > REQUEST_TIMEOUT_MS
@@ -19,28 +20,10 @@ let kcat: ChildProcess;
 let t: TestEnv;
 const consumers: { close: () => Promise<void> }[] = [];
 
-/** Starts `kcat` as a 3-broker mock cluster and returns its bootstrap list. */
-async function startPrivateKafka(): Promise<string> {
-  kcat = spawn('kcat', ['-q', '-b', '127.0.0.1:1', '-C', '-t', 'boot', '-X', 'test.mock.num.brokers=3'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`kcat mock did not report its address: ${err}`)), 10_000);
-    kcat.stderr!.on('data', (chunk: Buffer) => {
-      err += chunk.toString();
-      const m = /(?:bootstrap\.servers=|replaced with )(\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    kcat.on('exit', () => reject(new Error(`kcat exited: ${err}`)));
-  });
-}
-
 beforeAll(async () => {
-  const brokers = await startPrivateKafka();
+  const kafka = await startMockKafka();
+  kcat = kafka.child;
+  const brokers = kafka.brokers;
   t = await createTestEnv({
     env: {
       KAFKA_BROKERS: brokers,

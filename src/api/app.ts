@@ -24,18 +24,20 @@ import { webhookEndpointRoutes } from './routes/webhook-endpoints.ts';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
-/** Failures that mean a dependency is away, not a bug: answered 503, retry later. */
-function isUnavailable(err: unknown): boolean {
+/**
+ * Failures that mean a dependency is away, not a bug: answered 503, retry later. The error or
+ * any of its causes counts (drizzle wraps a refused connection in a DrizzleQueryError).
+ */
+export function isUnavailable(err: unknown): boolean {
   const state = sqlState(err);
   if (state && (state.startsWith('08') || state.startsWith('57P') || state === '53300' || state === SHARD_FENCED)) return true;
-  const message = err instanceof Error ? err.message : '';
-  const code = (err as { code?: string } | undefined)?.code;
-  return (
-    code === 'ECONNREFUSED' ||
-    code === 'ECONNRESET' ||
-    code === 'ETIMEDOUT' ||
-    /timeout exceeded when trying to connect|Connection terminated|Stream isn't writeable|Connection is closed/i.test(message)
-  );
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT') return true;
+    const message = e instanceof Error ? e.message : '';
+    if (/timeout exceeded when trying to connect|Connection terminated|Stream isn't writeable|Connection is closed/i.test(message)) return true;
+  }
+  return false;
 }
 
 export function createApp(ctx: ApiContext): express.Express {

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Config } from '../config.ts';
 import * as schema from './schema.ts';
+import './drizzle-transaction-fix.ts';
 
 // Raw pg returns bigint (int8) as a string; money must stay exact, so parse to bigint.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => BigInt(v));
@@ -31,5 +32,9 @@ export function openDatabase(
   // An idle client that loses its server (restart, pg_terminate_backend) emits here; the pool
   // drops it and the next checkout reconnects. Without a listener the process would crash.
   pool.on('error', () => {});
+  // A checked-out client (a transaction between two statements) emits 'error' on the client
+  // itself, where the pool listens no more: without this the process crashes. The transaction
+  // still fails (its next statement gets the error) and the client is discarded on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return { url, pool, db: drizzle(pool, { schema }) };
 }

@@ -2,7 +2,8 @@ import type { Consumer, KafkaMessage } from 'kafkajs';
 import { sql } from 'drizzle-orm';
 import { Counter } from 'prom-client';
 import type { Config } from '../../config.ts';
-import type { Database, Tx } from '../../db/client.ts';
+import type { Database, Db, Tx } from '../../db/client.ts';
+import type { ShardRouter } from '../../db/shard-router.ts';
 import { consumerProcessedEvents } from '../../db/consumer-schema.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { instrumentConsumer } from '../../infra/metrics.ts';
@@ -140,4 +141,15 @@ export async function startConsumer(
 /** A transaction-scoped advisory lock on a name (serialises writers of one chain or row). */
 export async function lockName(tx: Tx, name: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${name}))`);
+}
+
+/**
+ * The database holding `id`, for reads and writes made inside a consumer's transaction: the
+ * transaction itself when `id` lives in the control database. Taking a second connection from
+ * the pool the transaction already holds one of deadlocks once every connection of that pool
+ * is in such a transaction (partitions consumed concurrently ≥ PG_POOL_MAX).
+ */
+export function databaseFor(tx: Tx, shards: ShardRouter, id: string): Tx | Db {
+  const home = shards.forId(id);
+  return home === shards.control ? tx : home.db;
 }

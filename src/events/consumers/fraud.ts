@@ -8,7 +8,7 @@ import { outbox, wallets } from '../../db/schema.ts';
 import { evaluateFraud, type FraudPolicy, type Movement } from '../../domain/fraud-rules.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { outboxEvent } from '../outbox-event.ts';
-import { lockName, type ConsumerSpec } from './consumer.ts';
+import { databaseFor, lockName, type ConsumerSpec } from './consumer.ts';
 
 const alertsTotal = new Counter({
   name: 'ledgerline_fraud_alerts_total',
@@ -76,9 +76,10 @@ export function fraudConsumer(config: Config, shards: ShardRouter, logger: Logge
       if (findings.length === 0) return;
 
       // The wallet lives in its shard's database, not necessarily this one. The freeze is an
-      // idempotent write there, made before this transaction commits: if this transaction
-      // fails, the redelivered event freezes again (no-op) and then records the alert.
-      const home = shards.forId(walletId).db;
+      // idempotent write there, made before this transaction commits (or in it, when the wallet
+      // is in this database): if this transaction fails, the redelivered event freezes again
+      // (no-op) and then records the alert.
+      const home = databaseFor(tx, shards, walletId);
       const [wallet] = await home.select({ clientId: wallets.clientId, status: wallets.status }).from(wallets).where(eq(wallets.id, walletId));
       const freeze = config.FRAUD_FREEZE_ON_SUSPICION && wallet !== undefined;
       if (freeze) {

@@ -3,7 +3,7 @@ import { and, arrayContains, eq, inArray } from 'drizzle-orm';
 import { webhookDeliveries, webhookEndpoints } from '../../db/consumer-schema.ts';
 import { wallets } from '../../db/schema.ts';
 import type { ShardRouter } from '../../db/shard-router.ts';
-import type { ConsumerSpec } from './consumer.ts';
+import { databaseFor, type ConsumerSpec } from './consumer.ts';
 
 /** The API clients an event is about: the owners of the wallets it names. */
 function walletIdsOf(data: Record<string, unknown>, type: string): string[] {
@@ -31,7 +31,7 @@ export function webhooksConsumer(shards: ShardRouter): ConsumerSpec {
       if (walletIds.length > 0) {
         // Each wallet's owner is read in the wallet's own shard database.
         for (const walletId of walletIds) {
-          const owners = await shards.forId(walletId).db.select({ clientId: wallets.clientId }).from(wallets).where(eq(wallets.id, walletId));
+          const owners = await databaseFor(tx, shards, walletId).select({ clientId: wallets.clientId }).from(wallets).where(eq(wallets.id, walletId));
           for (const o of owners) if (o.clientId) clientIds.add(o.clientId);
         }
       }

@@ -1,5 +1,5 @@
 import { recordWebhookDelivery } from '../../infra/metrics.ts';
-import { and, eq, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, lt, sql } from 'drizzle-orm';
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
@@ -124,10 +124,46 @@ export function createWebhookWorker(config: Config, database: Database, connecti
   return worker;
 }
 
+/** How long an enqueued pending delivery may go untouched before its job is looked for in Redis. */
+const LOST_AFTER_MS = 10_000;
+/** How often the dispatcher looks for deliveries whose job Redis lost. */
+const REARM_EVERY_MS = 5_000;
+
+const jobIdOf = (d: { id: string; generation: number }) => `${d.id}-g${d.generation}`;
+
+/**
+ * Enqueues again every pending delivery whose current generation was enqueued, but whose job is
+ * no longer in Redis (restart without persistence, FLUSHALL, eviction), looking only at those
+ * untouched since `olderThan`. A job still waiting for its retry delay is there, so it is left
+ * alone. Returns how many it enqueued again.
+ */
+export async function rearmLostDeliveries(database: Database, queue: Queue<WebhookJob>, olderThan: Date, limit = 500): Promise<number> {
+  const stale = await database.db
+    .select({ id: webhookDeliveries.id, generation: webhookDeliveries.generation })
+    .from(webhookDeliveries)
+    .where(
+      and(
+        eq(webhookDeliveries.status, 'pending'),
+        eq(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation),
+        lt(webhookDeliveries.updatedAt, olderThan),
+      ),
+    )
+    .orderBy(asc(webhookDeliveries.updatedAt))
+    .limit(limit);
+  let rearmed = 0;
+  for (const d of stale) {
+    if (await queue.getJob(jobIdOf(d))) continue;
+    await queue.add('deliver', { deliveryId: d.id }, { jobId: jobIdOf(d) });
+    rearmed++;
+  }
+  return rearmed;
+}
+
 /**
  * Enqueues every pending delivery whose current generation has no job yet, as job
- * `<delivery id>:<generation>` (so enqueuing twice after a crash is a no-op). Deliveries are
- * created by the consumer and re-armed by manual retries; this loop is their only way into Redis.
+ * `<delivery id>-g<generation>` (so enqueuing twice after a crash is a no-op). Deliveries are
+ * created by the consumer and re-armed by manual retries; this loop is their only way into
+ * Redis, so it also enqueues again those whose job Redis lost (rearmLostDeliveries).
  */
 export async function runDeliveryDispatcher(
   database: Database,
@@ -136,6 +172,7 @@ export async function runDeliveryDispatcher(
   logger: Logger,
   signal: AbortSignal,
 ): Promise<void> {
+  let lastRearm = Date.now();
   while (!signal.aborted) {
     try {
       const due = await database.db
@@ -144,13 +181,18 @@ export async function runDeliveryDispatcher(
         .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
         .limit(500);
       if (due.length > 0) {
-        await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: `${d.id}-g${d.generation}` } })));
+        await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: jobIdOf(d) } })));
         for (const d of due) {
           await database.db
             .update(webhookDeliveries)
             .set({ enqueuedGeneration: d.generation })
             .where(and(eq(webhookDeliveries.id, d.id), eq(webhookDeliveries.generation, d.generation)));
         }
+      }
+      if (Date.now() - lastRearm >= REARM_EVERY_MS) {
+        lastRearm = Date.now();
+        const rearmed = await rearmLostDeliveries(database, queue, new Date(Date.now() - LOST_AFTER_MS));
+        if (rearmed > 0) logger.warn({ rearmed }, 'webhook deliveries had lost their job; enqueued again');
       }
       if (due.length < 500) await sleep(intervalMs, signal);
     } catch (err) {

@@ -1,0 +1,57 @@
+/**
+ * A webhook delivery's job lives in Redis only. When Redis loses it (restart without
+ * persistence, FLUSHALL) the delivery must not stay pending forever: the dispatcher enqueues
+ * again every pending, already-enqueued delivery whose job is gone (found by the chaos harness:
+ * deliveries stuck pending after a Redis restart).
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../src/db/client.ts';
+import { rearmLostDeliveries } from '../src/events/webhooks/deliver.ts';
+import { createWebhookQueue } from '../src/events/webhooks/webhook-queue.ts';
+import { createTestEnv, type TestEnv } from './support/env.ts';
+
+let t: TestEnv;
+let database: Database;
+let redis: Redis;
+beforeAll(async () => {
+  t = await createTestEnv({ worker: false });
+  database = openDatabase(t.config.DATABASE_URL, t.config, 'webhook-rearm-test');
+  redis = new Redis(t.config.REDIS_URL, { maxRetriesPerRequest: null });
+});
+afterAll(async () => {
+  await database?.pool.end();
+  redis?.disconnect();
+  await t?.close();
+});
+
+it('enqueues again a pending delivery whose job Redis lost, and only that one', async () => {
+  const queue = createWebhookQueue(t.config, redis);
+  const endpointId = randomUUID();
+  await t.pool.query(`INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_x')`, [
+    endpointId,
+    randomUUID(),
+  ]);
+  const insert = (status: string) =>
+    t.pool
+      .query(
+        `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, enqueued_generation, updated_at)
+         VALUES ($1, $2, $3, 'transfer.completed', '{}', $4, 1, now() - interval '1 minute') RETURNING id`,
+        [randomUUID(), endpointId, randomUUID(), status],
+      )
+      .then((r) => r.rows[0].id as string);
+  const lost = await insert('pending'); // dispatched once (enqueued_generation = generation), its job gone
+  await insert('succeeded');
+
+  const now = new Date();
+  expect(await rearmLostDeliveries(database, queue, now)).toBe(1);
+  const job = await queue.getJob(`${lost}-g1`);
+  expect(job?.data).toEqual({ deliveryId: lost });
+  expect(await rearmLostDeliveries(database, queue, now)).toBe(0); // its job is there now
+
+  await job!.remove(); // Redis loses it again
+  expect(await rearmLostDeliveries(database, queue, now)).toBe(1);
+  await queue.obliterate({ force: true });
+  await queue.close();
+});
