@@ -41,7 +41,7 @@ const schema = z
     /** How long the first operation of an idle database waits for others to share its transaction. */
     SETTLE_BATCH_LINGER_MS: intFrom(2, 0),
     /** Settling transactions per database per worker process at once (more queue up for the next). */
-    SETTLE_BATCH_IN_FLIGHT: intFrom(2, 1),
+    SETTLE_BATCH_IN_FLIGHT: intFrom(1, 1),
     /** Batched accept in the API: most requests per shared round trip. */
     ACCEPT_BATCH_MAX: intFrom(256, 1),
     /** How long the first request of an idle API process waits for others to share its round trips. */
