@@ -5,15 +5,15 @@
  * one `addBulk` enqueues their settlement. Each request still gets its own answer, and a 202
  * still means its operation is committed.
  */
-import { and, eq, or } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { Queue } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { anyId } from '../db/sql.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
-import { findOperations, insertIdempotencyKeys, insertOperations, type NewOperation, type OperationRow } from '../db/repositories/operations.ts';
+import { findIdempotencyKeys, findOperations, insertIdempotencyKeys, insertOperations, type NewOperation, type OperationRow } from '../db/repositories/operations.ts';
 import type { WalletRow } from '../db/repositories/wallets.ts';
-import { idempotencyKeys, wallets } from '../db/schema.ts';
+import { wallets } from '../db/schema.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import { IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
@@ -41,8 +41,8 @@ export interface Accepted {
 
 type Result = ItemResult<Accepted>;
 
-/** Groups indexes of `items` by a key, keeping order. */
-function groupBy<T, K>(items: readonly T[], keyOf: (item: T, index: number) => K | undefined): Map<K, number[]> {
+/** Groups indexes of `items` by a key (undefined: left out), keeping order. */
+export function groupBy<T, K>(items: readonly T[], keyOf: (item: T, index: number) => K | undefined): Map<K, number[]> {
   const groups = new Map<K, number[]>();
   items.forEach((item, i) => {
     const key = keyOf(item, i);
@@ -120,13 +120,7 @@ export async function acceptMany(
           const inserted = await insertIdempotencyKeys(database.db, claims);
           const named = new Map(inserted.map((k) => [`${k.clientId} ${k.key}`, k]));
           const others = claims.filter((c) => !named.has(`${c.clientId} ${c.key}`));
-          if (others.length > 0) {
-            const existing = await database.db
-              .select()
-              .from(idempotencyKeys)
-              .where(or(...others.map((c) => and(eq(idempotencyKeys.clientId, c.clientId), eq(idempotencyKeys.key, c.key)))));
-            for (const k of existing) named.set(`${k.clientId} ${k.key}`, k);
-          }
+          for (const k of await findIdempotencyKeys(database.db, others)) named.set(`${k.clientId} ${k.key}`, k);
           for (const i of idx) {
             const key = named.get(`${requests[i]!.clientId} ${requests[i]!.idempotencyKey}`);
             if (!key) fail(i, new Error('idempotency key conflict without a row'));
@@ -186,13 +180,14 @@ export async function acceptMany(
   // 4. Enqueue what was created, in one round trip. Accepted means committed: if Redis is
   //    away, the reconciler enqueues these later.
   if (created.length > 0) {
-    await enqueueSettlements(queue, created, (op) => op.type === 'transfer' && settlesInOneDatabase(shards, op)).catch((err: unknown) =>
+    await enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
       logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
     );
   }
   return results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') });
 }
 
+/** A transfer whose source, destination and operation share one database (a fund has no source). */
 export function settlesInOneDatabase(shards: ShardRouter, op: { id: string; fromWalletId?: string | null; toWalletId?: string }): boolean {
   const home: Database = shards.forId(op.id);
   return op.fromWalletId != null && op.toWalletId !== undefined && shards.forId(op.fromWalletId) === home && shards.forId(op.toWalletId) === home;

@@ -1,5 +1,5 @@
 /**
- * POST /v1/transfers/batch: up to MAX_TRANSFER_BATCH transfers, one idempotency key each,
+ * POST /v1/transfers/batch: up to MAX_TRANSFER_BATCH (schemas.ts) transfers, one idempotency key each,
  * accepted as a unit. Everything is checked before anything is written (owned wallets, keys
  * reused with another body); then each database's share (key claims, operations) is written in
  * one transaction. With one database that is one transaction: all or nothing. With several,
@@ -7,18 +7,14 @@
  * (every item's key names its operation, so nothing is accepted twice).
  */
 import type { Queue } from 'bullmq';
-import { and, eq, inArray } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { findOperations, insertIdempotencyKeys, insertOperations, type OperationRow } from '../db/repositories/operations.ts';
-import { idempotencyKeys } from '../db/schema.ts';
+import { findIdempotencyKeys, findOperations, insertIdempotencyKeys, insertOperations, type OperationRow } from '../db/repositories/operations.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
 import type { Logger } from '../infra/logger.ts';
 import { enqueueSettlements } from '../jobs/catalog.ts';
-import { readOwnedWallets, settlesInOneDatabase } from './accept-batcher.ts';
+import { groupBy, readOwnedWallets, settlesInOneDatabase } from './accept-batcher.ts';
 import { HttpProblem } from './problem.ts';
-
-export const MAX_TRANSFER_BATCH = 1000;
 
 export interface BatchTransfer {
   idempotencyKey: string;
@@ -35,15 +31,9 @@ export interface BatchAccepted {
   created: number;
 }
 
-
-function byDatabase<T>(items: readonly T[], databaseOf: (item: T) => Database): Map<Database, T[]> {
-  const groups = new Map<Database, T[]>();
-  for (const item of items) {
-    const database = databaseOf(item);
-    groups.set(database, [...(groups.get(database) ?? []), item]);
-  }
-  return groups;
-}
+/** `items` grouped by database, keeping order. */
+const byDatabase = <T>(items: readonly T[], databaseOf: (item: T) => Database): [Database, T[]][] =>
+  [...groupBy(items, databaseOf)].map(([database, idx]) => [database, idx.map((i) => items[i]!)]);
 
 export async function acceptTransferBatch(
   shards: ShardRouter,
@@ -68,10 +58,7 @@ export async function acceptTransferBatch(
   // 2. Keys already used name their operations; one used with another body refuses the batch.
   const existing = new Map<string, { operationId: string; requestHash: string }>();
   for (const [database, items] of byDatabase(transfers, (t) => shards.forIdempotencyKey(clientId, t.idempotencyKey))) {
-    const rows = await database.db
-      .select()
-      .from(idempotencyKeys)
-      .where(and(eq(idempotencyKeys.clientId, clientId), inArray(idempotencyKeys.key, items.map((t) => t.idempotencyKey))));
+    const rows = await findIdempotencyKeys(database.db, items.map((t) => ({ clientId, key: t.idempotencyKey })));
     for (const row of rows) existing.set(row.key, row);
   }
   transfers.forEach((t, i) => {

@@ -66,9 +66,12 @@ export const BatchTransferItem = TransferBody.extend({
   idempotencyKey: z.string().regex(/^[\x20-\x7e]{1,255}$/, 'must be 1 to 255 printable ASCII characters'),
 });
 
+/** Most transfers in one POST /v1/transfers/batch. */
+export const MAX_TRANSFER_BATCH = 1000;
+
 export const TransferBatchBody = z
   .strictObject({
-    transfers: z.array(BatchTransferItem).min(1).max(1000),
+    transfers: z.array(BatchTransferItem).min(1).max(MAX_TRANSFER_BATCH),
   })
   .superRefine((body, ctx) => {
     const seen = new Map<string, number>();

@@ -1,51 +1,10 @@
 import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
-import { idempotencyKeys, operations } from '../schema.ts';
+import { operations } from '../schema.ts';
 import { anyId, param } from '../sql.ts';
 
 export type OperationRow = typeof operations.$inferSelect;
 export type NewOperation = typeof operations.$inferInsert;
-
-/**
- * Claims an idempotency key for an operation id in the key's home database. Returns the
- * operation id the key names: the new one, or the one a previous request with this key claimed.
- */
-export async function claimIdempotencyKey(
-  db: Db,
-  claim: { clientId: string; key: string; requestHash: string; operationId: string },
-): Promise<{ operationId: string; requestHash: string }> {
-  const [inserted] = await db.insert(idempotencyKeys).values(claim).onConflictDoNothing().returning();
-  if (inserted) return { operationId: inserted.operationId, requestHash: inserted.requestHash };
-  const [existing] = await db
-    .select()
-    .from(idempotencyKeys)
-    .where(and(eq(idempotencyKeys.clientId, claim.clientId), eq(idempotencyKeys.key, claim.key)));
-  if (!existing) throw new Error('idempotency key conflict without a row');
-  return { operationId: existing.operationId, requestHash: existing.requestHash };
-}
-
-/**
- * Records an accepted operation under the id its idempotency key names. If it is already there
- * (a retry, or a concurrent duplicate), nothing is inserted and the existing row is returned.
- */
-export async function insertOperation(
-  db: Db,
-  op: NewOperation & { id: string },
-): Promise<{ created: boolean; operation: OperationRow }> {
-  const [inserted] = await db.insert(operations).values(op).onConflictDoNothing().returning();
-  if (inserted) return { created: true, operation: inserted };
-  const existing = (await findOperation(db, op.id)) ?? (await findOperationByKey(db, op.clientId, op.idempotencyKey));
-  if (!existing) throw new Error('operation conflict without an existing operation');
-  return { created: false, operation: existing };
-}
-
-export async function findOperationByKey(db: Db, clientId: string, key: string): Promise<OperationRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(operations)
-    .where(and(eq(operations.clientId, clientId), eq(operations.idempotencyKey, key)));
-  return row;
-}
 
 export async function findOperation(db: Db, id: string): Promise<OperationRow | undefined> {
   const [row] = await db.select().from(operations).where(eq(operations.id, id));
@@ -73,14 +32,31 @@ export async function findStaleOpenOperations(
     .limit(limit);
 }
 
+type KeyClaim = { clientId: string; key: string; requestHash: string; operationId: string };
+
+/** The claims already recorded for these (client, key) pairs, in one statement. */
+export async function findIdempotencyKeys(db: Db | Tx, keys: readonly { clientId: string; key: string }[]): Promise<KeyClaim[]> {
+  if (keys.length === 0) return [];
+  const { rows } = await db.execute<{ client_id: string; key: string; request_hash: string; operation_id: string }>(sql`
+    SELECT k.client_id, k.key, k.request_hash, k.operation_id
+    FROM idempotency_keys k
+    JOIN unnest(${param(keys.map((k) => k.clientId))}::uuid[], ${param(keys.map((k) => k.key))}::text[]) AS v(client_id, key)
+      ON k.client_id = v.client_id AND k.key = v.key`);
+  return rows.map(claimOf);
+}
+
+const claimOf = (r: { client_id: string; key: string; request_hash: string; operation_id: string }): KeyClaim => ({
+  clientId: r.client_id,
+  key: r.key,
+  requestHash: r.request_hash,
+  operationId: r.operation_id,
+});
+
 /**
  * Claims many idempotency keys in one statement (ON CONFLICT DO NOTHING); returns the claims
- * this statement inserted. Keys already claimed are not returned: read them with `findKeys`.
+ * this statement inserted. Keys already claimed are not returned: read them with `findIdempotencyKeys`.
  */
-export async function insertIdempotencyKeys(
-  db: Db | Tx,
-  claims: readonly { clientId: string; key: string; requestHash: string; operationId: string }[],
-): Promise<{ clientId: string; key: string; requestHash: string; operationId: string }[]> {
+export async function insertIdempotencyKeys(db: Db | Tx, claims: readonly KeyClaim[]): Promise<KeyClaim[]> {
   if (claims.length === 0) return [];
   const { rows } = await db.execute<{ client_id: string; key: string; request_hash: string; operation_id: string }>(sql`
     INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id)
@@ -88,7 +64,7 @@ export async function insertIdempotencyKeys(
                          ${param(claims.map((c) => c.requestHash))}::text[], ${param(claims.map((c) => c.operationId))}::uuid[])
     ON CONFLICT DO NOTHING
     RETURNING client_id, key, request_hash, operation_id`);
-  return rows.map((r) => ({ clientId: r.client_id, key: r.key, requestHash: r.request_hash, operationId: r.operation_id }));
+  return rows.map(claimOf);
 }
 
 /**
