@@ -4,9 +4,9 @@ import type { Db, Tx } from '../db/client.ts';
 import { anyId, param } from '../db/sql.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
-import { ledgerEntries, operations, outbox, wallets } from '../db/schema.ts';
+import { ledgerEntries, operations, wallets } from '../db/schema.ts';
 import { planFund, planTransfer, type Plan, type PlannedEntry, type WalletState } from '../domain/ledger.ts';
-import { isTerminal, operationView } from '../domain/operation-view.ts';
+import { operationView } from '../domain/operation-view.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
 
 export type SettleResult =
@@ -85,37 +85,6 @@ export async function writeEntries(
     });
   }
   await tx.insert(ledgerEntries).values(rows);
-}
-
-/** Marks an open operation terminal and inserts its one outbox event, in the caller's transaction. */
-export async function finishOperation(
-  tx: Tx,
-  op: OperationRow,
-  outcome: { ok: true } | { ok: false; code: string; message: string },
-  now: Date,
-): Promise<OperationRow> {
-  const status = outcome.ok ? 'succeeded' : 'failed';
-  const [settled] = await tx
-    .update(operations)
-    .set({
-      status,
-      failureCode: outcome.ok ? null : outcome.code,
-      failureMessage: outcome.ok ? null : outcome.message,
-      completedAt: now,
-      updatedAt: now,
-    })
-    .where(eq(operations.id, op.id))
-    .returning();
-  if (!settled || !isTerminal(settled.status)) throw new Error(`operation ${op.id} did not settle`);
-  const eventType = eventTypeOf(op.type, outcome.ok);
-  await tx
-    .insert(outbox)
-    .values({
-      ...outboxEvent(eventType, op.fromWalletId ?? op.toWalletId, operationView(settled), op.id),
-      requestId: op.requestId,
-      traceparent: op.traceparent,
-    });
-  return settled;
 }
 
 /** What one operation of a group came to; `saga` means it is not this database's to settle alone. */
@@ -242,8 +211,11 @@ export async function settleOperations(
   );
 }
 
-/** Marks open operations terminal and inserts one outbox event each, set-based, in the caller's transaction. */
-async function finishOperations(
+/**
+ * Marks open operations terminal and inserts one outbox event each, set-based, in the caller's
+ * transaction (the group commit, and each saga step that ends an operation).
+ */
+export async function finishOperations(
   tx: Tx,
   settled: readonly { op: OperationRow; outcome: { ok: true } | { ok: false; code: string; message: string } }[],
   now: Date,

@@ -14,7 +14,7 @@ import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { operations, sagaCredits, transferSagas, wallets } from '../db/schema.ts';
 import { checkCredit, checkDebit, planClearingLeg } from '../domain/ledger.ts';
-import { finishOperation, internalAccount, toWalletState, writeEntries, type SettleResult } from './settle-operation.ts';
+import { finishOperations, internalAccount, toWalletState, writeEntries, type SettleResult } from './settle-operation.ts';
 
 type OperationRow = typeof operations.$inferSelect;
 
@@ -61,7 +61,7 @@ export async function holdFunds(db: Db, operationId: string): Promise<HoldResult
       const check = checkDebit(from && toWalletState(from), op.amount, op.currency);
       if (!check.ok || !from) {
         const refusal = check.ok ? { ok: false as const, code: 'wallet_not_found', message: 'the source wallet does not exist' } : check;
-        await finishOperation(tx, op, refusal, now);
+        await finishOperations(tx, [{ op, outcome: refusal }], now);
         return { step: 'refused', code: refusal.code, settled: settledResult(op, { ok: false, code: refusal.code }, now) };
       }
       await tx.update(wallets).set({ held: from.held + op.amount, updatedAt: now }).where(eq(wallets.id, from.id));
@@ -140,11 +140,11 @@ export async function settleHold(
         const plan = planClearingLeg('source', from.id, clearing.id, op.amount);
         if (!plan.ok) throw new Error('clearing leg cannot fail');
         await writeEntries(tx, op.id, plan.entries, new Map([[from.id, from], [clearing.id, clearing]]), now, op.amount);
-        await finishOperation(tx, op, { ok: true }, now);
+        await finishOperations(tx, [{ op, outcome: { ok: true } }], now);
       } else {
         // Compensation: the destination refused; the hold goes back to available.
         await tx.update(wallets).set({ held: from.held - op.amount, updatedAt: now }).where(eq(wallets.id, from.id));
-        await finishOperation(tx, op, { ok: false, code: credit.code, message: credit.message }, now);
+        await finishOperations(tx, [{ op, outcome: { ok: false, code: credit.code, message: credit.message } }], now);
       }
       const status = credit.outcome === 'credited' ? 'succeeded' : 'failed';
       await tx
