@@ -7,7 +7,7 @@ import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED, type ShardRouter } from '../db/shard-router.ts';
 import { invalidateWallets } from '../api/wallet-cache.ts';
 import type { Logger } from '../infra/logger.ts';
-import { JOB_NAMES, enqueueSagaStep, enqueueSettlements, jobPayloads, type JobName } from '../jobs/catalog.ts';
+import { JOB_NAMES, enqueueSagaStep, enqueueSettlements, jobPayloads, type JobName, type JobPayload } from '../jobs/catalog.ts';
 import { isInfrastructureError } from './group-settler.ts';
 import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
 import type { FundGateway } from './gateway-breaker.ts';
@@ -161,7 +161,7 @@ async function sagaSettle(operationId: string, deps: WorkerDeps, log: Logger): P
  * already terminal are then skipped).
  */
 async function settleBatch(_operationId: string, deps: WorkerDeps, log: Logger, job: Job): Promise<unknown> {
-  const { operationIds } = jobPayloads['settle-batch'].parse(job.data);
+  const { operationIds } = job.data as JobPayload<'settle-batch'>; // validated by createProcessor
   await deps.faultPoint?.('before-settle', operationIds[0]!);
   const results = await Promise.allSettled(operationIds.map((id) => deps.settle(deps.shards.forId(id), id)));
   await deps.faultPoint?.('after-settle', operationIds[0]!);
