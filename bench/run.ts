@@ -22,6 +22,7 @@ import cliProgress from 'cli-progress';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
+import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -94,17 +95,11 @@ async function freshDatabase(name: string): Promise<void> {
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 
-/** Picks a transfer: uniform, or hot (10 % of wallets take 90 % of transfers). */
+/** A transfer body: uniform, or hot (10 % of wallets take 90 % of transfers). */
 function picker(wallets: string[]) {
-  const hot = wallets.slice(0, Math.max(1, Math.floor(wallets.length / 10)));
-  const pick = () => {
-    const list = SKEW === 'hot' && Math.random() < 0.9 ? hot : wallets;
-    return list[Math.floor(Math.random() * list.length)]!;
-  };
+  const pair = pairPicker(wallets, SKEW === 'hot');
   return () => {
-    const from = pick();
-    let to = pick();
-    while (to === from) to = wallets[Math.floor(Math.random() * wallets.length)]!;
+    const { from, to } = pair();
     return { fromWalletId: from, toWalletId: to, amount: String(1 + Math.floor(Math.random() * 100)) };
   };
 }
@@ -241,19 +236,7 @@ async function main(): Promise<void> {
   }
   // Seed balances directly (no workers yet): a fund per wallet, settled by the first worker run.
   const seed = 1_000_000_000n;
-  await db.query(`UPDATE wallets SET balance = $1 WHERE kind = 'customer'`, [seed.toString()]);
-  await db.query(
-    `INSERT INTO wallets (id, kind, currency) VALUES (gen_random_uuid(), 'settlement', 'USD') ON CONFLICT DO NOTHING`,
-  );
-  await db.query(
-    `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after)
-     SELECT gen_random_uuid(), o, w.id, 'credit', $1, $1 FROM wallets w, gen_random_uuid() o WHERE w.kind = 'customer'`,
-    [seed.toString()],
-  );
-  await db.query(
-    `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount)
-     SELECT gen_random_uuid(), gen_random_uuid(), (SELECT id FROM wallets WHERE kind = 'settlement'), 'debit', -SUM(amount) FROM ledger_entries`,
-  );
+  await seedOpeningBalances(db, seed);
   const pick = picker(wallets);
 
   // 1. Accept at the maximum rate, workers stopped: the queue fills.

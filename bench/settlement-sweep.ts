@@ -16,6 +16,7 @@ import { Queue } from 'bullmq';
 import pg from 'pg';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
+import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -64,19 +65,13 @@ async function freshLedger(): Promise<{ db: pg.Pool; wallets: string[]; ids: str
   await migrateDatabase(URL_);
   const db = new pg.Pool({ connectionString: URL_, max: 8 });
   await db.query(`INSERT INTO clients (id, name) VALUES ($1, 'sweep')`, [CLIENT]);
-  await db.query(
-    `INSERT INTO wallets (id, kind, client_id, currency, balance) SELECT gen_random_uuid(), 'customer', $1, 'USD', 1000000000 FROM generate_series(1, $2)`,
-    [CLIENT, WALLETS],
-  );
-  await db.query(`INSERT INTO wallets (id, kind, currency) VALUES (gen_random_uuid(), 'settlement', 'USD')`);
-  await db.query(
-    `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after) SELECT gen_random_uuid(), gen_random_uuid(), id, 'credit', balance, balance FROM wallets WHERE kind = 'customer'`,
-  );
-  await db.query(
-    `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount) SELECT gen_random_uuid(), gen_random_uuid(), (SELECT id FROM wallets WHERE kind = 'settlement'), 'debit', -SUM(amount) FROM ledger_entries`,
-  );
+  await db.query(`INSERT INTO wallets (id, kind, client_id, currency) SELECT gen_random_uuid(), 'customer', $1, 'USD' FROM generate_series(1, $2)`, [
+    CLIENT,
+    WALLETS,
+  ]);
+  await seedOpeningBalances(db, 1_000_000_000n);
   const wallets = (await db.query(`SELECT id FROM wallets WHERE kind = 'customer' ORDER BY id`)).rows.map((r) => r.id as string);
-  const pick = picker(wallets);
+  const pick = pairPicker(wallets, HOT);
   const pairs = Array.from({ length: OPERATIONS }, pick);
   const { rows } = await db.query(
     `INSERT INTO operations (id, client_id, type, amount, currency, from_wallet_id, to_wallet_id, idempotency_key, request_hash)
@@ -85,21 +80,6 @@ async function freshLedger(): Promise<{ db: pg.Pool; wallets: string[]; ids: str
     [CLIENT, pairs.map((p) => p.from), pairs.map((p) => p.to)],
   );
   return { db, wallets, ids: rows.map((r) => r.id as string) };
-}
-
-/** Uniform, or hot: 10 % of wallets take 90 % of transfers. */
-function picker(wallets: string[]) {
-  const hot = wallets.slice(0, Math.max(2, Math.floor(wallets.length / 10)));
-  const one = () => {
-    const list = HOT && Math.random() < 0.9 ? hot : wallets;
-    return list[Math.floor(Math.random() * list.length)]!;
-  };
-  return () => {
-    const from = one();
-    let to = one();
-    while (to === from) to = wallets[Math.floor(Math.random() * wallets.length)]!;
-    return { from, to };
-  };
 }
 
 async function drain(point: Point): Promise<{ perSecond: number; seconds: number; transactions: number }> {
@@ -148,7 +128,7 @@ async function drain(point: Point): Promise<{ perSecond: number; seconds: number
 
 async function plainPostgres(seconds = 8): Promise<number> {
   const { db, wallets } = await freshLedger();
-  const pick = picker(wallets);
+  const pick = pairPicker(wallets, HOT);
   const until = Date.now() + seconds * 1000;
   let n = 0;
   await Promise.all(
