@@ -16,6 +16,14 @@ export function idempotencyKeyOf(req: Request): string {
   return key;
 }
 
+/** The request id and child traceparent an accepted operation records (its logs and events carry them). */
+export function traceOf(res: Response): { requestId: string | null; traceparent: string | null } {
+  return {
+    requestId: String(res.getHeader('X-Request-Id') ?? '') || null,
+    traceparent: (res.locals.traceparent as string | undefined) ?? null,
+  };
+}
+
 function send(res: Response, response: StoredResponse, replayed: boolean): void {
   for (const [k, v] of Object.entries(response.headers)) res.setHeader(k, v);
   if (replayed) res.setHeader('Idempotent-Replayed', 'true');
@@ -56,8 +64,7 @@ export async function acceptOperation(
       requestHash: hash,
       ownedWalletId: spec.ownedWalletId,
       build: spec.build,
-      requestId: String(res.getHeader('X-Request-Id') ?? '') || null,
-      traceparent: (res.locals.traceparent as string | undefined) ?? null,
+      ...traceOf(res),
     });
     committed = true;
     const response: StoredResponse = {

@@ -58,7 +58,7 @@ export class MicroBatcher<K, I, O> {
     while (this.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
   }
 
-  /** Items waiting or running, over all keys (for shutdown and tests). */
+  /** Items waiting plus batches running, over all keys: 0 when idle (for shutdown). */
   get size(): number {
     let n = 0;
     for (const s of this.keys.values()) n += s.queue.length + s.inFlight;

@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import type { ApiContext } from '../context.ts';
-import { acceptOperation, idempotencyKeyOf } from '../accept-operation.ts';
+import { acceptOperation, idempotencyKeyOf, traceOf } from '../accept-operation.ts';
 import { operationView } from '../../domain/operation-view.ts';
 import { operationsAccepted } from '../../infra/metrics.ts';
 import { acceptTransferBatch } from '../accept-transfer-batch.ts';
@@ -60,8 +60,7 @@ export function moneyRoutes(ctx: ApiContext): Router {
     const body = validate(TransferBatchBody, req.body, 'body');
     const accepted = await acceptTransferBatch(ctx.shards, ctx.queue, req.log, {
       clientId: client.id,
-      requestId: String(res.getHeader('X-Request-Id') ?? '') || null,
-      traceparent: (res.locals.traceparent as string | undefined) ?? null,
+      ...traceOf(res),
       transfers: body.transfers.map((t) => ({
         idempotencyKey: t.idempotencyKey,
         // The same hash as POST /v1/transfers: an item and a single transfer with one key are one request.
