@@ -22,7 +22,9 @@ import cliProgress from 'cli-progress';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
+import { cpuSnapshot, cpuSpent } from './cpu.ts';
 import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
+import { openLoop } from './open-loop.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -93,6 +95,7 @@ async function freshDatabase(name: string): Promise<void> {
   execFileSync(process.execPath, ['--import', 'tsx', 'src/db/migrate-main.ts'], { cwd: ROOT, env: env({ DATABASE_URL: `${PG}/${name}` }) });
 }
 
+const round1 = (n: number) => Math.round(n * 10) / 10;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 
 /** A transfer body: uniform, or hot (10 % of wallets take 90 % of transfers). */
@@ -240,7 +243,9 @@ async function main(): Promise<void> {
   const pick = picker(wallets);
 
   // 1. Accept at the maximum rate, workers stopped: the queue fills.
+  const acceptCpu = cpuSnapshot();
   const accept = await drive('accept (closed loop)', urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, okStatus: 202 });
+  const acceptCpuSpent = cpuSpent(acceptCpu, cpuSnapshot());
   const queued = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status = 'pending'`)).rows[0].count);
 
   // 2. Settlement: start the workers with the queue paused, and time the drain from the moment
@@ -281,14 +286,41 @@ async function main(): Promise<void> {
   // 4. End to end at our maximum: closed loop with the workers running; throughput is
   //    operations from the first accept to the last terminal.
   const closedStart = new Date();
+  const closedCpu = cpuSnapshot();
   const closed = await drive('end to end (closed loop)', urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, okStatus: 202 });
   await sleep(1000); // requests the load generator abandoned at its deadline finish their accept
   await waitSettled(db);
+  const closedCpuSpent = cpuSpent(closedCpu, cpuSnapshot());
 
   // 5. Fixed arrival rate at half that maximum: accept latency and submit → terminal latency.
   const rate = Number(opt.rate) || Math.max(50, Math.floor(closed.rps / 2));
   const phaseStart = new Date();
-  const fixed = await drive(`fixed rate ${rate}/s`, urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, rate, okStatus: 202 });
+  bar.start(DURATION, 0, { phase: `fixed rate ${rate}/s (open loop)`, info: '' });
+  const fixedTick = setInterval(() => bar.increment(1), 1000);
+  const open = await openLoop({
+    urls,
+    rate,
+    durationSeconds: DURATION,
+    request: () => ({
+      path: '/v1/transfers',
+      headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+      body: JSON.stringify(pick()),
+    }),
+  });
+  clearInterval(fixedTick);
+  bar.stop();
+  const fixed = {
+    sent: open.sent,
+    ok: open.statuses['202'] ?? 0,
+    statuses: open.statuses,
+    errors: open.errors,
+    latencyMs: {
+      p50: round1(pct(open.latenciesMs, 50)),
+      p95: round1(pct(open.latenciesMs, 95)),
+      p99: round1(pct(open.latenciesMs, 99)),
+      max: round1(open.latenciesMs.at(-1) ?? 0),
+    },
+  };
   // Requests still in flight when the load generator stops are answered by a graceful stop of
   // the APIs; only then is "no open operations" final.
   for (const c of apis) await stop(c);
@@ -311,6 +343,7 @@ async function main(): Promise<void> {
   );
   const endToEnd = {
     accept: closed,
+    cpuSeconds: closedCpuSpent,
     operations: Number(closedSpan.rows[0].n),
     perSecond: Number(closedSpan.rows[0].n) / Number(closedSpan.rows[0].s),
   };
@@ -374,7 +407,7 @@ async function main(): Promise<void> {
     at: new Date().toISOString(),
     machine: { cores: (await import('node:os')).cpus().length, node: process.version },
     options: { duration: DURATION, wallets: WALLETS, skew: SKEW, api: APIS, workers: WORKERS, connections: CONNECTIONS, rate },
-    accept,
+    accept: { ...accept, cpuSeconds: acceptCpuSpent },
     settle,
     endToEnd,
     fixedRate: { rate, accept: fixed, endToEnd: e2e },
@@ -410,6 +443,9 @@ function targets(r: any): { name: string; measured: string; met: boolean }[] {
       : []),
   ];
 }
+
+const cpuLine = (spent: { process: string; seconds: number }[] | undefined) =>
+  (spent ?? []).map((x) => `${x.process} ${x.seconds.toFixed(1)}`).join(' · ');
 
 function writeReport(r: any): void {
   mkdirSync(new URL('results/', import.meta.url), { recursive: true });
@@ -456,14 +492,21 @@ ${targets(r)
 | accept (closed loop, ${r.options.connections} connections, workers stopped) | ${f(r.accept.rps)} 202/s; p50 ${r.accept.latencyMs.p50} ms, p99 ${r.accept.latencyMs.p99} ms |
 | settlement (drain of ${r.settle.operations} queued transfers, ${r.options.workers} workers) | ${f(r.settle.perSecond)} /s (${f(r.settle.seconds)} s) |
 | end to end at our maximum (closed loop, ${r.options.connections} connections, workers running) | ${f(r.endToEnd.perSecond)} /s submit → terminal (${r.endToEnd.operations} transfers); accept ${f(r.endToEnd.accept.rps)} 202/s, p50 ${r.endToEnd.accept.latencyMs.p50} ms, p99 ${r.endToEnd.accept.latencyMs.p99} ms |
-| accept at a fixed ${r.fixedRate.rate}/s (half of that maximum) | p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms (p97.5), p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
+| accept at a fixed ${r.fixedRate.rate}/s (half of that maximum; open loop, evenly spaced, latency from the scheduled send) | ${r.fixedRate.accept.ok}/${r.fixedRate.accept.sent} answered 202; p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms, p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
 | end to end (submit → terminal) at that rate | ${f(r.fixedRate.endToEnd.perSecond)} /s; p50 ${f(r.fixedRate.endToEnd.latencyMs.p50)} ms, p95 ${f(r.fixedRate.endToEnd.latencyMs.p95)} ms, p99 ${f(r.fixedRate.endToEnd.latencyMs.p99)} ms, max ${f(r.fixedRate.endToEnd.latencyMs.max)} ms |
 | bulk: POST /v1/transfers/batch, ${BULK_CLIENTS} clients × ${BULK_SIZE} transfers, workers running | ${f(r.bulk.perSecond)} /s submit → terminal (${r.bulk.operations} transfers, ${r.bulk.batches} batches, ${r.bulk.refusedBatches} refused); accept ${f(r.bulk.acceptPerSecond)} /s, batch p50 ${r.bulk.batchLatencyMs.p50} ms, p99 ${r.bulk.batchLatencyMs.p99} ms |
 | baseline 1: synchronous express + pg, one transaction per request | ${f(r.baseline1.rps)} /s; p50 ${r.baseline1.latencyMs.p50} ms, p99 ${r.baseline1.latencyMs.p99} ms |
 | baseline 2: the ledger transaction in a pg loop, 8 connections | ${f(r.baseline2.perSecond)} /s |
 | books after the run | ${r.books.ok ? 'sound' : 'BROKEN'}: ${r.books.negative} negative balances, ${r.books.mismatched} balances ≠ entries, entries total ${r.books.total}, ${r.books.open} open operations |
 
-autocannon reports p97.5, shown in the p95 column. Everything ran on the same machine at once
+CPU seconds by process over the accept phase (${r.options.duration} s, workers stopped):
+${cpuLine(r.accept.cpuSeconds)}
+
+CPU seconds by process over the end-to-end phase (${r.options.duration} s of load, then until the last transfer was terminal):
+${cpuLine(r.endToEnd.cpuSeconds)}
+
+The closed-loop phases use autocannon (its p97.5 is not shown); the fixed-rate phase is an open
+loop (bench/open-loop.ts) so a stall counts against every request it delays. Everything ran on the same machine at once
 (API, workers, relay, Postgres, Redis, the Kafka mock and the load generator), so ratios are
 the figures to compare, not absolute rates.
 `;

@@ -1,0 +1,83 @@
+/**
+ * An open-loop load generator: requests leave at evenly spaced instants at a fixed rate, whether
+ * or not earlier ones were answered, and each latency is measured from its scheduled instant
+ * (so a stall shows up in every request it delays: no coordinated omission).
+ */
+import http from 'node:http';
+
+export interface OpenLoopResult {
+  sent: number;
+  statuses: Record<string, number>;
+  errors: number;
+  /** Latencies of every answered request, ms from its scheduled send, sorted. */
+  latenciesMs: number[];
+}
+
+export async function openLoop(options: {
+  urls: string[];
+  rate: number;
+  durationSeconds: number;
+  request: () => { path: string; headers: Record<string, string>; body: string };
+}): Promise<OpenLoopResult> {
+  const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512 }));
+  const targets = options.urls.map((u) => new URL(u));
+  const total = Math.round(options.rate * options.durationSeconds);
+  const interval = 1000 / options.rate;
+  const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
+  let errors = 0;
+  let sent = 0;
+  let answered = 0;
+  const start = performance.now();
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const settle = () => {
+    answered++;
+    if (answered === total) done();
+  };
+
+  const fire = (scheduled: number, i: number) => {
+    const target = targets[i % targets.length]!;
+    const { path, headers, body } = options.request();
+    const req = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: 'POST',
+        path,
+        agent: agents[i % agents.length],
+        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          latencies.push(performance.now() - scheduled);
+          statuses[res.statusCode ?? 0] = (statuses[res.statusCode ?? 0] ?? 0) + 1;
+          settle();
+        });
+      },
+    );
+    req.on('error', () => {
+      errors++;
+      settle();
+    });
+    req.end(body);
+  };
+
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && start + sent * interval <= now) {
+        fire(start + sent * interval, sent);
+        sent++;
+      }
+      if (sent < total) setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
+      else resolve();
+    };
+    tick();
+  });
+  await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
+  for (const a of agents) a.destroy();
+  latencies.sort((a, b) => a - b);
+  return { sent, statuses, errors, latenciesMs: latencies };
+}

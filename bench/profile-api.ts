@@ -1,0 +1,117 @@
+/**
+ * Profiles one API process under the accept closed loop (workers stopped): writes a V8 CPU
+ * profile and prints the functions and files that took the most self time.
+ * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
+import { cpuSnapshot, cpuSpent } from './cpu.ts';
+import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
+import { openLoop } from './open-loop.ts';
+
+const { values: opt } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '32' }, rate: { type: 'string', default: '0' } } });
+const PG = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+const DB = 'ledgerline_profile';
+const ROOT = new URL('..', import.meta.url).pathname;
+const DIR = '/tmp/ledgerline-profile';
+const ADMIN = `admin-${randomUUID()}`;
+const env = {
+  PATH: process.env.PATH,
+  NODE_ENV: 'production',
+  LOG_LEVEL: 'warn',
+  TIMING: process.env.TIMING ?? '',
+  ADMIN_TOKEN: ADMIN,
+  DATABASE_URL: `${PG}/${DB}`,
+  REDIS_PREFIX: `profile:${process.pid}`,
+  PG_POOL_MAX: '20',
+  PORT: '3790',
+};
+
+execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+const admin = new pg.Client({ connectionString: `${PG}/postgres` });
+await admin.connect();
+await admin.query(`DROP DATABASE IF EXISTS "${DB}" WITH (FORCE)`);
+await admin.query(`CREATE DATABASE "${DB}"`);
+await admin.end();
+execFileSync(process.execPath, ['--import', 'tsx', 'src/db/migrate-main.ts'], { cwd: ROOT, env });
+rmSync(DIR, { recursive: true, force: true });
+mkdirSync(DIR, { recursive: true });
+const api = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${DIR}`, '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+const url = 'http://127.0.0.1:3790';
+for (let i = 0; i < 200 && !(await fetch(`${url}/healthz`).then((r) => r.ok, () => false)); i++) await sleep(100);
+const { data: created } = await createLedgerlineAdminClient({ baseUrl: url, adminToken: ADMIN }).apiKeys.create({
+  name: 'profile',
+  rateLimits: { createWallet: 1e9, fund: 1e9, transfer: 1e9, read: 1e9, webhooks: 1e9 },
+});
+const client = createLedgerlineClient({ baseUrl: url, apiKey: created.key });
+const wallets: string[] = [];
+for (let i = 0; i < 200; i += 50) wallets.push(...(await Promise.all(Array.from({ length: 50 }, () => client.wallets.create({ currency: 'USD' })))).map((w) => w.data.id));
+const db = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
+await seedOpeningBalances(db, 1_000_000_000n);
+await db.end();
+const pair = pairPicker(wallets, false);
+const before = cpuSnapshot();
+if (Number(opt.rate) > 0) {
+  const r = await openLoop({
+    urls: [url],
+    rate: Number(opt.rate),
+    durationSeconds: Number(opt.duration),
+    request: () => {
+      const { from, to } = pair();
+      return {
+        path: '/v1/transfers',
+        headers: { authorization: `Bearer ${created.key}`, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+        body: JSON.stringify({ fromWalletId: from, toWalletId: to, amount: '1' }),
+      };
+    },
+  });
+  const l = r.latenciesMs;
+  const at = (p: number) => l[Math.min(l.length - 1, Math.floor((p / 100) * l.length))]?.toFixed(1);
+  process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors}; p50 ${at(50)} p90 ${at(90)} p99 ${at(99)} max ${at(100)} ms\n`);
+}
+const result = await autocannon({
+  url,
+  connections: Number(opt.connections),
+  duration: Number(opt.duration),
+  requests: [
+    {
+      method: 'POST',
+      path: '/v1/transfers',
+      setupRequest: (req) => {
+        const { from, to } = pair();
+        return {
+          ...req,
+          headers: { authorization: `Bearer ${created.key}`, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+          body: JSON.stringify({ fromWalletId: from, toWalletId: to, amount: '1' }),
+        };
+      },
+    },
+  ],
+});
+process.stderr.write(`CPU seconds during the load: ${cpuSpent(before, cpuSnapshot()).map((x) => `${x.process} ${x.seconds.toFixed(1)}`).join(' · ')}\n`);
+process.stderr.write(`accept: ${result.requests.average}/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, non2xx ${result.non2xx}\n`);
+api.kill('SIGTERM');
+await new Promise((r) => api.once('exit', r));
+
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
+const file = readdirSync(DIR).find((f) => f.endsWith('.cpuprofile'))!;
+const profile = JSON.parse(readFileSync(`${DIR}/${file}`, 'utf8')) as { nodes: Node[]; samples: number[] };
+const total = profile.samples.length;
+const byFn = new Map<string, number>();
+const byFile = new Map<string, number>();
+for (const n of profile.nodes) {
+  const where = n.callFrame.url.replace(`file://${ROOT}`, '').replace(/.*node_modules\//, 'nm/');
+  const fn = `${n.callFrame.functionName || '(anon)'} ${where}:${n.callFrame.lineNumber}`;
+  byFn.set(fn, (byFn.get(fn) ?? 0) + n.hitCount);
+  const pkg = where.startsWith('nm/') ? where.split('/').slice(0, where.startsWith('nm/@') ? 3 : 2).join('/') : where || n.callFrame.functionName;
+  byFile.set(pkg, (byFile.get(pkg) ?? 0) + n.hitCount);
+}
+const top = (m: Map<string, number>, n: number) =>
+  [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`).join('\n');
+process.stdout.write(`profile ${DIR}/${file}, ${total} samples\n\nby package/file:\n${top(byFile, 30)}\n\nby function:\n${top(byFn, 40)}\n`);
