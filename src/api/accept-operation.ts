@@ -1,7 +1,6 @@
 import type { Request, Response } from 'express';
-import type { NewOperation } from '../db/repositories/operations.ts';
 import { operationsAccepted } from '../infra/metrics.ts';
-import type { WalletRow } from '../db/repositories/wallets.ts';
+import type { AcceptRequest } from './accept-batcher.ts';
 import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused } from '../domain/errors.ts';
 import { operationView } from '../domain/operation-view.ts';
 import type { ApiContext } from './context.ts';
@@ -46,7 +45,7 @@ export async function acceptOperation(
     idempotencyKey: string;
     canonical: readonly unknown[];
     ownedWalletId: string;
-    build: (wallet: WalletRow) => Omit<NewOperation, 'id' | 'clientId' | 'idempotencyKey' | 'requestHash'>;
+    operation: AcceptRequest['operation'];
   },
 ): Promise<void> {
   const client = requireClient(req);
@@ -63,7 +62,7 @@ export async function acceptOperation(
       idempotencyKey: spec.idempotencyKey,
       requestHash: hash,
       ownedWalletId: spec.ownedWalletId,
-      build: spec.build,
+      operation: spec.operation,
       ...traceOf(res),
     });
     committed = true;
@@ -74,9 +73,12 @@ export async function acceptOperation(
     };
     if (created) {
       operationsAccepted.inc({ type: operation.type });
-      req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
+      // Guarded: req.log makes the request's child logger on first use, which costs CPU on every accept.
+      if (ctx.logger.isLevelEnabled('info')) req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
     }
-    if (claim.kind === 'new') await ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);
+    // Not awaited: Redis runs this process's commands in order, so a retry through this process
+    // sees the stored response; one through another process in the meantime gets 409 in flight.
+    if (claim.kind === 'new') void ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);
     send(res, response, !created);
   } finally {
     if (!committed && claim.kind === 'new') await ctx.idempotency.release(client.id, spec.idempotencyKey, claim.token);

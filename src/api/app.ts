@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response } from 'express';
-import { pinoHttp } from 'pino-http';
-import { childTraceparent, traceIdOf } from '../infra/trace.ts';
+import { childTraceparent } from '../infra/trace.ts';
 import { DomainError } from '../domain/errors.ts';
 import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED } from '../db/shard-router.ts';
@@ -9,6 +8,7 @@ import { clientAuth } from './auth.ts';
 import { docsRoutes } from './docs.ts';
 import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
 import { rateLimit } from './rate-limit.ts';
+import { requestLog } from './request-log.ts';
 import type { ApiContext } from './context.ts';
 import { isErrorCode } from './error-map.ts';
 import { httpMetrics, metricsHandler } from './http-metrics.ts';
@@ -55,23 +55,7 @@ export function createApp(ctx: ApiContext): express.Express {
     res.locals.traceparent = childTraceparent(req.get('traceparent'));
     next();
   });
-  app.use(
-    pinoHttp({
-      logger: ctx.logger,
-      genReqId: (_req, res) => String(res.getHeader('X-Request-Id')),
-      customAttributeKeys: { reqId: 'requestId' },
-      // Top-level requestId and traceId on every line of the request, as on the worker's and relay's.
-      customProps: (req, res) => ({
-        requestId: req.id,
-        traceId: traceIdOf((res as Response).locals?.traceparent as string | undefined),
-      }),
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' },
-      serializers: {
-        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
+  app.use(requestLog(ctx.logger));
 
   app.use(healthRoutes(ctx));
   app.get('/metrics', metricsHandler);
@@ -104,10 +88,11 @@ export function createApp(ctx: ApiContext): express.Express {
     next();
   });
 
+  // The accept routes first: the hot path should not walk the admin routers' layers.
+  app.use(moneyRoutes(ctx));
   app.use(adminRoutes(ctx));
   app.use(eventsAdminRoutes(ctx));
   app.use(walletRoutes(ctx));
-  app.use(moneyRoutes(ctx));
   app.use(operationRoutes(ctx));
   app.use(webhookEndpointRoutes(ctx));
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /** W3C Trace Context `traceparent`: version 00, 16-byte trace id, 8-byte parent id, flags. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -10,15 +10,27 @@ export function parseTraceparent(header: string | undefined): string | undefined
   return m[0];
 }
 
+// Random hex drawn from one pooled buffer refilled every 256 ids (one syscall, not one per request).
+const POOL = Buffer.alloc(16 * 256);
+let poolOffset = POOL.length;
+function randomHex(bytes: 8 | 16): string {
+  if (poolOffset + bytes > POOL.length) {
+    randomFillSync(POOL);
+    poolOffset = 0;
+  }
+  poolOffset += bytes;
+  return POOL.toString('hex', poolOffset - bytes, poolOffset);
+}
+
 /**
  * This hop's traceparent: the caller's trace id with a new span id, or a new trace when the
  * caller sent none (sampled flag set, so downstream tracers keep it).
  */
 export function childTraceparent(parent: string | undefined): string {
   const valid = parseTraceparent(parent);
-  const traceId = valid ? valid.slice(3, 35) : randomBytes(16).toString('hex');
+  const traceId = valid ? valid.slice(3, 35) : randomHex(16);
   const flags = valid ? valid.slice(53, 55) : '01';
-  return `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}`;
+  return `00-${traceId}-${randomHex(8)}-${flags}`;
 }
 
 /** The trace id of a traceparent, for log lines (undefined when absent or invalid). */

@@ -23,14 +23,13 @@ export function moneyRoutes(ctx: ApiContext): Router {
       idempotencyKey,
       canonical: [id, body.amount, body.paymentMethod ?? null],
       ownedWalletId: id,
-      build: (wallet) => ({
+      operation: {
         type: 'fund',
         amount,
-        currency: wallet.currency,
         fromWalletId: null,
         toWalletId: id,
         paymentMethod: body.paymentMethod ?? null,
-      }),
+      },
     });
   });
 
@@ -43,14 +42,13 @@ export function moneyRoutes(ctx: ApiContext): Router {
       idempotencyKey,
       canonical: [body.fromWalletId, body.toWalletId, body.amount, body.reference ?? null],
       ownedWalletId: body.fromWalletId,
-      build: (wallet) => ({
+      operation: {
         type: 'transfer',
         amount,
-        currency: wallet.currency,
         fromWalletId: body.fromWalletId,
         toWalletId: body.toWalletId,
         reference: body.reference ?? null,
-      }),
+      },
     });
   });
 
