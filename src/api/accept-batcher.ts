@@ -11,7 +11,15 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { anyId } from '../db/sql.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
-import { findIdempotencyKeys, findOperations, insertIdempotencyKeys, insertOperations, type NewOperation, type OperationRow } from '../db/repositories/operations.ts';
+import {
+  acceptOperations,
+  findIdempotencyKeys,
+  findOperations,
+  insertIdempotencyKeys,
+  insertOperations,
+  type NewOperation,
+  type OperationRow,
+} from '../db/repositories/operations.ts';
 import type { WalletRow } from '../db/repositories/wallets.ts';
 import { wallets } from '../db/schema.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
@@ -28,7 +36,8 @@ export interface AcceptRequest {
   requestHash: string;
   /** The wallet the client must own: a fund's wallet, a transfer's source. */
   ownedWalletId: string;
-  build: (wallet: WalletRow) => Omit<NewOperation, 'id' | 'clientId' | 'idempotencyKey' | 'requestHash'>;
+  /** The operation to record; its currency is the owned wallet's. */
+  operation: Pick<NewOperation, 'type' | 'amount' | 'fromWalletId' | 'toWalletId' | 'reference' | 'paymentMethod'>;
   requestId: string | null;
   traceparent: string | null;
 }
@@ -88,23 +97,88 @@ export async function readOwnedWallets(
 }
 
 /**
- * Accepts requests in as few round trips as possible. Errors that belong to one request
- * (wallet not found, key reused with another body) fail that request only; a database error
- * fails the requests of that database. Nothing is enqueued for an operation that is not committed.
+ * Accepts requests in as few round trips as possible: the common case (the key lives in its
+ * wallet's database) in one statement per database; whatever that left (wallet missing or not
+ * the client's, key already claimed, several databases) step by step. Errors that belong to one
+ * request (wallet not found, key reused with another body) fail that request only; a database
+ * error fails the requests of that database. Returns the answers once every operation is
+ * committed, and `enqueued`, which settles when their settlement jobs are in Redis (nothing is
+ * enqueued for an operation that is not committed; if Redis is away, the reconciler enqueues them).
  */
 export async function acceptMany(
   shards: ShardRouter,
   queue: Queue,
   logger: Logger,
   requests: readonly AcceptRequest[],
-): Promise<Result[]> {
+): Promise<{ results: Result[]; enqueued: Promise<void> }> {
+  const results: (Result | undefined)[] = requests.map(() => undefined);
+  const created: OperationRow[] = [];
+
+  // 1. One statement per database: wallet check, key claim and operation insert together.
+  const together = groupBy(requests, (r) => {
+    const database = shards.forId(r.ownedWalletId);
+    return shards.forIdempotencyKey(r.clientId, r.idempotencyKey) === database ? database : undefined;
+  });
+  await Promise.all(
+    [...together].map(async ([database, idx]) => {
+      const idOf = new Map(idx.map((i) => [newIdInShard(logicalShardOf(requests[i]!.ownedWalletId)), i]));
+      try {
+        const inserted = await acceptOperations(
+          database.db,
+          [...idOf].map(([id, i]) => {
+            const r = requests[i]!;
+            return {
+              ...r.operation,
+              id,
+              clientId: r.clientId,
+              idempotencyKey: r.idempotencyKey,
+              requestHash: r.requestHash,
+              ownedWalletId: r.ownedWalletId,
+              fromWalletId: r.operation.fromWalletId ?? null,
+              reference: r.operation.reference ?? null,
+              paymentMethod: r.operation.paymentMethod ?? null,
+              requestId: r.requestId,
+              traceparent: r.traceparent,
+            };
+          }),
+        );
+        for (const operation of inserted) results[idOf.get(operation.id)!] = { ok: true, value: { created: true, operation } };
+        created.push(...inserted);
+      } catch (error) {
+        for (const i of idx) results[i] = { ok: false, error };
+      }
+    }),
+  );
+
+  // 2. The rest, step by step.
+  const rest = requests.flatMap((_r, i) => (results[i] === undefined ? [i] : []));
+  if (rest.length > 0) {
+    const answers = await acceptStepwise(shards, rest.map((i) => requests[i]!), created);
+    rest.forEach((i, k) => (results[i] = answers[k]));
+  }
+
+  // 3. Enqueue what was created, in one round trip, without holding up the answers.
+  const enqueued =
+    created.length === 0
+      ? Promise.resolve()
+      : enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
+          logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
+        );
+  return { results: results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') }), enqueued };
+}
+
+/**
+ * The general accept, for requests the one-statement path left: reads the owned wallets (one
+ * query per database), claims the keys in their home databases (a key already claimed names its
+ * operation), then records the operations in theirs. Pushes the operations it creates to `created`.
+ */
+async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequest[], created: OperationRow[]): Promise<Result[]> {
   const results: (Result | undefined)[] = requests.map(() => undefined);
   const fail = (i: number, error: unknown) => (results[i] ??= { ok: false, error });
   const alive = (i: number) => results[i] === undefined;
 
   // 1. The owned wallets, one read per database.
   const walletOf = await readOwnedWallets(shards, requests, fail);
-
   // 2. Claim the keys in their home databases: Postgres names one operation per (client, key).
   const operationIdOf: string[] = [];
   await Promise.all(
@@ -135,7 +209,6 @@ export async function acceptMany(
   );
 
   // 3. Record the operations in their databases (a key already used names an existing one).
-  const created: OperationRow[] = [];
   await Promise.all(
     [...groupBy(requests, (_r, i) => (alive(i) ? shards.forId(operationIdOf[i]!) : undefined))].map(async ([database, idx]) => {
       try {
@@ -143,7 +216,8 @@ export async function acceptMany(
         for (const i of idx) {
           const r = requests[i]!;
           rows.set(operationIdOf[i]!, {
-            ...r.build(walletOf[i]!),
+            ...r.operation,
+            currency: walletOf[i]!.currency,
             id: operationIdOf[i]!,
             clientId: r.clientId,
             idempotencyKey: r.idempotencyKey,
@@ -177,13 +251,6 @@ export async function acceptMany(
     }),
   );
 
-  // 4. Enqueue what was created, in one round trip. Accepted means committed: if Redis is
-  //    away, the reconciler enqueues these later.
-  if (created.length > 0) {
-    await enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
-      logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
-    );
-  }
   return results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') });
 }
 
@@ -193,13 +260,17 @@ export function settlesInOneDatabase(shards: ShardRouter, op: { id: string; from
   return op.fromWalletId != null && op.toWalletId !== undefined && shards.forId(op.fromWalletId) === home && shards.forId(op.toWalletId) === home;
 }
 
-/** Coalesces concurrent accepts of this process into `acceptMany` calls. */
+/**
+ * Coalesces concurrent accepts of this process into `acceptMany` calls. Each request is answered
+ * once its operation is committed; `drain` (graceful shutdown) also waits for the enqueues.
+ */
 export function createAcceptBatcher(
   shards: ShardRouter,
   queue: Queue,
   logger: Logger,
   config: Pick<Config, 'ACCEPT_BATCH_MAX' | 'ACCEPT_BATCH_LINGER_MS' | 'ACCEPT_BATCH_IN_FLIGHT'>,
 ): { accept: (request: AcceptRequest) => Promise<Accepted>; drain: () => Promise<void> } {
+  const enqueuing = new Set<Promise<void>>();
   const batcher = new MicroBatcher<'accept', AcceptRequest, Accepted>(
     {
       lingerMs: config.ACCEPT_BATCH_LINGER_MS,
@@ -207,7 +278,18 @@ export function createAcceptBatcher(
       maxInFlight: config.ACCEPT_BATCH_IN_FLIGHT,
       onBatch: (size) => batchSize.observe({ stage: 'accept' }, size),
     },
-    (_key, requests) => acceptMany(shards, queue, logger, requests),
+    async (_key, requests) => {
+      const { results, enqueued } = await acceptMany(shards, queue, logger, requests);
+      enqueuing.add(enqueued);
+      void enqueued.finally(() => enqueuing.delete(enqueued));
+      return results;
+    },
   );
-  return { accept: (request) => batcher.submit('accept', request), drain: () => batcher.drain() };
+  return {
+    accept: (request) => batcher.submit('accept', request),
+    drain: async () => {
+      await batcher.drain();
+      await Promise.all(enqueuing);
+    },
+  };
 }

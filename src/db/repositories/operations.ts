@@ -86,30 +86,90 @@ export async function insertOperations(db: Db | Tx, ops: readonly (NewOperation 
     ON CONFLICT DO NOTHING
     RETURNING id, created_at, updated_at`);
   const byId = new Map(ops.map((o) => [o.id, o]));
-  return rows.map((r) => {
-    const op = byId.get(r.id)!;
-    return {
-      id: op.id,
-      clientId: op.clientId,
-      type: op.type,
-      status: 'pending',
-      amount: op.amount,
-      currency: op.currency,
-      fromWalletId: op.fromWalletId ?? null,
-      toWalletId: op.toWalletId,
-      reference: op.reference ?? null,
-      paymentMethod: op.paymentMethod ?? null,
-      idempotencyKey: op.idempotencyKey,
-      requestHash: op.requestHash,
-      failureCode: null,
-      failureMessage: null,
-      createdAt: new Date(r.created_at),
-      updatedAt: new Date(r.updated_at),
-      completedAt: null,
-      requestId: op.requestId ?? null,
-      traceparent: op.traceparent ?? null,
-    };
-  });
+  return rows.map((r) => pendingOperation(byId.get(r.id)!, r.created_at, r.updated_at));
+}
+
+/** The row of an operation just inserted (status pending), from what was inserted and what Postgres returned. */
+function pendingOperation(op: NewOperation & { id: string }, createdAt: string | Date, updatedAt: string | Date): OperationRow {
+  return {
+    id: op.id,
+    clientId: op.clientId,
+    type: op.type,
+    status: 'pending',
+    amount: op.amount,
+    currency: op.currency,
+    fromWalletId: op.fromWalletId ?? null,
+    toWalletId: op.toWalletId,
+    reference: op.reference ?? null,
+    paymentMethod: op.paymentMethod ?? null,
+    idempotencyKey: op.idempotencyKey,
+    requestHash: op.requestHash,
+    failureCode: null,
+    failureMessage: null,
+    createdAt: new Date(createdAt),
+    updatedAt: new Date(updatedAt),
+    completedAt: null,
+    requestId: op.requestId ?? null,
+    traceparent: op.traceparent ?? null,
+  };
+}
+
+/** A request to accept an operation whose idempotency key lives in its wallet's database. */
+export interface AcceptInOneStatement {
+  id: string;
+  clientId: string;
+  idempotencyKey: string;
+  requestHash: string;
+  /** The wallet the client must own (a fund's wallet, a transfer's source); the operation takes its currency. */
+  ownedWalletId: string;
+  type: 'fund' | 'transfer';
+  amount: bigint;
+  fromWalletId: string | null;
+  toWalletId: string;
+  reference: string | null;
+  paymentMethod: string | null;
+  requestId: string | null;
+  traceparent: string | null;
+}
+
+/**
+ * The batched accept's common case in one statement and one commit: checks each request's
+ * wallet is its client's, claims the keys and inserts the operations of the claimed ones.
+ * Returns the operations it created. A request left out (wallet missing or someone else's, key
+ * already claimed, a duplicate key within the batch) wrote nothing and is for the caller to
+ * settle step by step.
+ */
+export async function acceptOperations(db: Db, requests: readonly AcceptInOneStatement[]): Promise<OperationRow[]> {
+  if (requests.length === 0) return [];
+  const col = <T>(pick: (r: AcceptInOneStatement) => T) => param(requests.map(pick));
+  const { rows } = await db.execute<{ id: string; currency: string; created_at: string | Date; updated_at: string | Date }>(sql`
+    WITH req AS (
+      SELECT * FROM unnest(${col((r) => r.id)}::uuid[], ${col((r) => r.clientId)}::uuid[], ${col((r) => r.idempotencyKey)}::text[],
+                           ${col((r) => r.requestHash)}::text[], ${col((r) => r.ownedWalletId)}::uuid[], ${col((r) => r.type)}::text[],
+                           ${col((r) => r.amount.toString())}::bigint[], ${col((r) => r.fromWalletId)}::uuid[], ${col((r) => r.toWalletId)}::uuid[],
+                           ${col((r) => r.reference)}::text[], ${col((r) => r.paymentMethod)}::text[],
+                           ${col((r) => r.requestId)}::text[], ${col((r) => r.traceparent)}::text[])
+        AS r(id, client_id, key, request_hash, owned_wallet_id, type, amount, from_wallet_id, to_wallet_id, reference, payment_method,
+             request_id, traceparent)
+    ),
+    owned AS (
+      SELECT req.*, w.currency FROM req JOIN wallets w ON w.id = req.owned_wallet_id AND w.kind = 'customer' AND w.client_id = req.client_id
+    ),
+    claimed AS (
+      INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id)
+      SELECT client_id, key, request_hash, id FROM owned
+      ON CONFLICT DO NOTHING
+      RETURNING operation_id
+    )
+    INSERT INTO operations (id, client_id, type, amount, currency, from_wallet_id, to_wallet_id, reference, payment_method,
+                            idempotency_key, request_hash, request_id, traceparent)
+    SELECT o.id, o.client_id, o.type, o.amount, o.currency, o.from_wallet_id, o.to_wallet_id, o.reference, o.payment_method,
+           o.key, o.request_hash, o.request_id, o.traceparent
+    FROM owned o JOIN claimed c ON c.operation_id = o.id
+    ON CONFLICT DO NOTHING
+    RETURNING id, currency, created_at, updated_at`);
+  const byId = new Map(requests.map((r) => [r.id, r]));
+  return rows.map((row) => pendingOperation({ ...byId.get(row.id)!, currency: row.currency }, row.created_at, row.updated_at));
 }
 
 export async function findOperations(db: Db | Tx, ids: readonly string[]): Promise<OperationRow[]> {
