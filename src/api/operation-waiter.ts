@@ -4,7 +4,7 @@ import type { Logger } from '../infra/logger.ts';
 export const operationSettledChannel = (prefix: string) => `${prefix}:operation-settled`;
 
 /**
- * Wakes long-polling requests when a worker announces that an operation settled (Redis
+ * Wakes long-polling requests when a worker announces that operations settled (Redis
  * pub/sub). A notice may be lost, so callers also re-read on a short timer.
  */
 export class OperationWaiter {
@@ -15,11 +15,14 @@ export class OperationWaiter {
     private readonly channel: string,
     logger: Logger,
   ) {
-    subscriber.on('message', (_channel: string, operationId: string) => {
-      const set = this.waiting.get(operationId);
-      if (!set) return;
-      this.waiting.delete(operationId);
-      for (const wake of set) wake();
+    // A notice names one operation, or several separated by commas (a settled batch).
+    subscriber.on('message', (_channel: string, message: string) => {
+      for (const operationId of message.split(',')) {
+        const set = this.waiting.get(operationId);
+        if (!set) continue;
+        this.waiting.delete(operationId);
+        for (const wake of set) wake();
+      }
     });
     subscriber.subscribe(channel).catch((err: unknown) => logger.warn({ err }, 'cannot subscribe to settlements'));
   }

@@ -68,17 +68,27 @@ export class WalletCache {
   }
 }
 
+// Bumps each wallet's generation (KEYS[1..n]) and drops its cached entry (KEYS[n+1..2n]), in one command.
+const INVALIDATE = `
+local n = #KEYS / 2
+for i = 1, n do
+  redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  redis.call('DEL', KEYS[n + i])
+end
+return n`;
+
 /**
  * Invalidates the cached views of wallets whose row just changed. Call it after the transaction
  * that changed them has committed (before announcing the settlement), never before.
  */
 export async function invalidateWallets(redis: Redis, prefix: string, walletIds: readonly string[]): Promise<void> {
   if (walletIds.length === 0) return;
-  const tx = redis.multi();
-  for (const id of walletIds) {
-    tx.incr(generationKey(prefix, id));
-    tx.expire(generationKey(prefix, id), 24 * 3600 + GENERATION_EXTRA_TTL_SECONDS);
-    tx.del(entryKey(prefix, id));
-  }
-  await tx.exec();
+  await redis.eval(
+    INVALIDATE,
+    walletIds.length * 2,
+    ...walletIds.map((id) => generationKey(prefix, id)),
+    ...walletIds.map((id) => entryKey(prefix, id)),
+    24 * 3600 + GENERATION_EXTRA_TTL_SECONDS,
+  );
 }

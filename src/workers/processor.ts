@@ -192,11 +192,10 @@ async function settleBatch(_operationId: string, deps: WorkerDeps, log: Logger, 
   counts.alone = alone.length;
   if (alone.length > 0) await enqueueSettlements(deps.queue, alone.map((id) => ({ id, type: 'transfer' as const })), () => false);
   await invalidate(deps, [...new Set(touched)], log);
-  await Promise.all(
-    operationIds.map((id) =>
-      deps.publisher.publish(operationSettledChannel(deps.redisPrefix), id).catch((err: unknown) => log.warn({ err }, 'could not announce settlement')),
-    ),
-  );
+  // One notice for the batch (ids separated by commas), not one per operation.
+  await deps.publisher
+    .publish(operationSettledChannel(deps.redisPrefix), operationIds.join(','))
+    .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
   log.info({ operations: operationIds.length, ...counts }, 'batch settled');
   if (outage) throw outage;
   return counts;
