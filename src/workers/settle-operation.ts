@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.ts';
 import { anyId, param } from '../db/sql.ts';
 import { retryOnConflict } from '../db/errors.ts';
@@ -188,24 +188,27 @@ export async function settleOperations(
         });
       }
 
+      // Balances and entries go in the same statement as the statuses and events (one round trip).
+      const alongside: SQL[] = [];
       const changed = [...byId.values()].filter((w) => w.kind === 'customer' && w.updatedAt === now);
       if (changed.length > 0) {
-        await tx.execute(sql`
+        alongside.push(sql`balances AS (
           UPDATE wallets AS w SET balance = v.balance, updated_at = ${now}
           FROM unnest(${param(changed.map((w) => w.id))}::uuid[], ${param(changed.map((w) => w.balance.toString()))}::bigint[]) AS v(id, balance)
-          WHERE w.id = v.id`);
+          WHERE w.id = v.id RETURNING 1)`);
       }
       if (entries.length > 0) {
-        await tx.execute(sql`
+        alongside.push(sql`entries AS (
           INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after, created_at)
           SELECT id, operation_id, wallet_id, leg, amount, balance_after, ${now}
           FROM unnest(${param(entries.map((e) => e.id))}::uuid[], ${param(entries.map((e) => e.operationId))}::uuid[],
                       ${param(entries.map((e) => e.walletId))}::uuid[], ${param(entries.map((e) => e.leg))}::text[],
                       ${param(entries.map((e) => e.amount.toString()))}::bigint[],
                       ${param(entries.map((e) => e.balanceAfter?.toString() ?? null))}::bigint[])
-            AS v(id, operation_id, wallet_id, leg, amount, balance_after)`);
+            AS v(id, operation_id, wallet_id, leg, amount, balance_after)
+          RETURNING 1)`);
       }
-      await finishOperations(tx, settled, now);
+      await finishOperations(tx, settled, now, alongside);
       return results;
     }),
   );
@@ -213,12 +216,15 @@ export async function settleOperations(
 
 /**
  * Marks open operations terminal and inserts one outbox event each, set-based, in the caller's
- * transaction (the group commit, and each saga step that ends an operation).
+ * transaction (the group commit, and each saga step that ends an operation): one statement,
+ * which also runs the caller's `alongside` writes (named data-modifying CTEs, e.g. balances and
+ * entries), so a group's writes cost one round trip.
  */
 export async function finishOperations(
   tx: Tx,
   settled: readonly { op: OperationRow; outcome: { ok: true } | { ok: false; code: string; message: string } }[],
   now: Date,
+  alongside: readonly SQL[] = [],
 ): Promise<void> {
   const rows = settled.map(({ op, outcome }) => ({
     ...op,
@@ -228,24 +234,31 @@ export async function finishOperations(
     completedAt: now,
     updatedAt: now,
   }));
-  const updated = await tx.execute(sql`
+  const events = rows.map((row) =>
+    outboxEvent(eventTypeOf(row.type, row.status === 'succeeded'), row.fromWalletId ?? row.toWalletId, operationView(row), row.id),
+  );
+  const finished = sql`finished AS (
     UPDATE operations AS o SET status = v.status, failure_code = v.code, failure_message = v.message, completed_at = ${now}, updated_at = ${now}
     FROM unnest(${param(rows.map((r) => r.id))}::uuid[], ${param(rows.map((r) => r.status))}::text[],
                 ${param(rows.map((r) => r.failureCode))}::text[], ${param(rows.map((r) => r.failureMessage))}::text[])
       AS v(id, status, code, message)
-    WHERE o.id = v.id AND o.status IN ('pending', 'processing')`);
-  if (updated.rowCount !== rows.length) throw new Error(`settled ${updated.rowCount} of ${rows.length} operations`);
-  const events = rows.map((row) =>
-    outboxEvent(eventTypeOf(row.type, row.status === 'succeeded'), row.fromWalletId ?? row.toWalletId, operationView(row), row.id),
-  );
-  await tx.execute(sql`
+    WHERE o.id = v.id AND o.status IN ('pending', 'processing')
+    RETURNING o.id)`;
+  const published = sql`published AS (
     INSERT INTO outbox (event_id, type, key, payload, operation_id, request_id, traceparent, created_at)
     SELECT event_id, type, key, payload, operation_id, request_id, traceparent, ${now}
     FROM unnest(${param(events.map((e) => e.eventId))}::uuid[], ${param(events.map((e) => e.type))}::text[],
                 ${param(events.map((e) => e.key))}::text[], ${param(events.map((e) => JSON.stringify(e.payload)))}::jsonb[],
                 ${param(rows.map((r) => r.id))}::uuid[], ${param(rows.map((r) => r.requestId))}::text[],
                 ${param(rows.map((r) => r.traceparent))}::text[])
-      AS v(event_id, type, key, payload, operation_id, request_id, traceparent)`);
+      AS v(event_id, type, key, payload, operation_id, request_id, traceparent)
+    RETURNING 1)`;
+  const { rows: counted } = await tx.execute<{ updated: number }>(
+    sql`WITH ${sql.join([...alongside, finished, published], sql`, `)} SELECT (SELECT count(*) FROM finished)::int AS updated`,
+  );
+  const updated = Number(counted[0]?.updated ?? 0);
+  // An operation no longer open (settled concurrently): roll everything back rather than write its entries twice.
+  if (updated !== rows.length) throw new Error(`settled ${updated} of ${rows.length} operations`);
 }
 
 const eventTypeOf = (type: 'fund' | 'transfer', ok: boolean) =>
