@@ -42,7 +42,7 @@ async function submitTransfers(t: TestEnv, key: string, wallets: string[], n: nu
 }
 
 async function expectBooksSound(t: TestEnv, key: string, wallets: string[], total: bigint, accepted: string[]) {
-  const ops = await Promise.all(accepted.map((id) => t.api.waitTerminal(key, id, 90_000)));
+  const ops = await t.api.waitAllTerminal(key, accepted, 90_000);
   expect(ops.every((o) => o.status === 'succeeded' || o.status === 'failed')).toBe(true);
   const balances = await Promise.all(wallets.map(async (w) => BigInt((await t.api.request('GET', `/v1/wallets/${w}`, { key })).body.balance)));
   expect(balances.reduce((a, b) => a + b, 0n)).toBe(total);

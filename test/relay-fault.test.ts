@@ -126,7 +126,7 @@ it('relay SIGKILL and broker SIGSTOP beyond the request timeout: every event rea
   await new Promise((r) => setTimeout(r, 3000));
   loading = false;
   await load;
-  const ops = await Promise.all(opIds.map((id) => t.api.waitTerminal(key, id, 60_000)));
+  const ops = await t.api.waitAllTerminal(key, opIds, 60_000);
   expect(ops.length).toBeGreaterThan(50);
 
   // The relay (the respawned process, which lived through the pause) drains the outbox.

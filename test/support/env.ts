@@ -64,6 +64,8 @@ export interface ApiClient {
   fund(key: string, walletId: string, amount: string, idempotencyKey?: string): Promise<ApiResponse>;
   transfer(key: string, from: string, to: string, amount: string, idempotencyKey?: string): Promise<ApiResponse>;
   waitTerminal(key: string, operationId: string, timeoutMs?: number): Promise<any>;
+  /** waitTerminal for many operations, at most 32 long polls at once (as a well-behaved client would). */
+  waitAllTerminal(key: string, operationIds: readonly string[], timeoutMs?: number): Promise<any[]>;
 }
 
 export function uniqueName(prefix: string): string {
@@ -114,6 +116,19 @@ export function makeApiClient(baseUrl: string): ApiClient {
         idempotencyKey,
         body: { fromWalletId: from, toWalletId: to, amount },
       });
+    },
+    async waitAllTerminal(key, operationIds, timeoutMs = 60_000) {
+      const out: any[] = [];
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(32, operationIds.length) }, async () => {
+          while (next < operationIds.length) {
+            const i = next++;
+            out[i] = await client.waitTerminal(key, operationIds[i]!, timeoutMs);
+          }
+        }),
+      );
+      return out;
     },
     async waitTerminal(key, operationId, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
