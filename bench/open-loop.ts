@@ -11,6 +11,8 @@ export interface OpenLoopResult {
   errors: number;
   /** Latencies of every answered request, ms from its scheduled send, sorted. */
   latenciesMs: number[];
+  /** Per second of the schedule: requests answered, and their worst latency (ms); stalls show here. */
+  perSecond: { answered: number; maxMs: number }[];
 }
 
 export async function openLoop(options: {
@@ -24,6 +26,7 @@ export async function openLoop(options: {
   const total = Math.round(options.rate * options.durationSeconds);
   const interval = 1000 / options.rate;
   const latencies: number[] = [];
+  const perSecond = Array.from({ length: Math.ceil(options.durationSeconds) }, () => ({ answered: 0, maxMs: 0 }));
   const statuses: Record<string, number> = {};
   let errors = 0;
   let sent = 0;
@@ -51,7 +54,11 @@ export async function openLoop(options: {
       (res) => {
         res.resume();
         res.on('end', () => {
-          latencies.push(performance.now() - scheduled);
+          const latency = performance.now() - scheduled;
+          latencies.push(latency);
+          const second = perSecond[Math.min(perSecond.length - 1, Math.floor((scheduled - start) / 1000))]!;
+          second.answered++;
+          second.maxMs = Math.max(second.maxMs, Math.round(latency));
           statuses[res.statusCode ?? 0] = (statuses[res.statusCode ?? 0] ?? 0) + 1;
           settle();
         });
@@ -79,5 +86,5 @@ export async function openLoop(options: {
   await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
   for (const a of agents) a.destroy();
   latencies.sort((a, b) => a - b);
-  return { sent, statuses, errors, latenciesMs: latencies };
+  return { sent, statuses, errors, latenciesMs: latencies, perSecond };
 }

@@ -15,7 +15,7 @@ import { cpuSnapshot, cpuSpent } from './cpu.ts';
 import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 
-const { values: opt } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '32' }, rate: { type: 'string', default: '0' } } });
+const { values: opt } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '32' }, rate: { type: 'string', default: '0' }, workers: { type: 'string', default: '0' }, profile: { type: 'string', default: 'yes' } } });
 const PG = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const DB = 'ledgerline_profile';
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -42,8 +42,11 @@ await admin.end();
 execFileSync(process.execPath, ['--import', 'tsx', 'src/db/migrate-main.ts'], { cwd: ROOT, env });
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
-const api = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${DIR}`, '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+const api = spawn(process.execPath, [...(opt.profile === 'yes' ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
 const url = 'http://127.0.0.1:3790';
+const others = Array.from({ length: Number(opt.workers) }, () => 'src/workers/main.ts');
+if (others.length > 0) others.push('src/events/relay-main.ts');
+const helpers = others.map((entry) => spawn(process.env.NICE ? 'nice' : process.execPath, [...(process.env.NICE ? ['-n', process.env.NICE, process.execPath] : []), ...(process.env.HELPER_PROF && entry.includes('workers') ? ['--cpu-prof', '--cpu-prof-dir=/tmp/worker-prof'] : []), '--import', 'tsx', entry], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] }));
 for (let i = 0; i < 200 && !(await fetch(`${url}/healthz`).then((r) => r.ok, () => false)); i++) await sleep(100);
 const { data: created } = await createLedgerlineAdminClient({ baseUrl: url, adminToken: ADMIN }).apiKeys.create({
   name: 'profile',
@@ -57,6 +60,7 @@ await seedOpeningBalances(db, 1_000_000_000n);
 await db.end();
 const pair = pairPicker(wallets, false);
 const before = cpuSnapshot();
+if (helpers.length > 0) await sleep(12_000); // the workers and relay start up (compile, connect) before the load
 if (Number(opt.rate) > 0) {
   const r = await openLoop({
     urls: [url],
@@ -74,8 +78,9 @@ if (Number(opt.rate) > 0) {
   const l = r.latenciesMs;
   const at = (p: number) => l[Math.min(l.length - 1, Math.floor((p / 100) * l.length))]?.toFixed(1);
   process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors}; p50 ${at(50)} p90 ${at(90)} p99 ${at(99)} max ${at(100)} ms\n`);
+  process.stderr.write(`  worst per second: ${r.perSecond.map((x) => x.maxMs).join(' ')}\n`);
 }
-const result = await autocannon({
+const result = Number(opt.rate) > 0 ? undefined : await autocannon({
   url,
   connections: Number(opt.connections),
   duration: Number(opt.duration),
@@ -95,9 +100,12 @@ const result = await autocannon({
   ],
 });
 process.stderr.write(`CPU seconds during the load: ${cpuSpent(before, cpuSnapshot()).map((x) => `${x.process} ${x.seconds.toFixed(1)}`).join(' · ')}\n`);
-process.stderr.write(`accept: ${result.requests.average}/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, non2xx ${result.non2xx}\n`);
+if (result) process.stderr.write(`accept: ${result.requests.average}/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, non2xx ${result.non2xx}\n`);
+for (const h of helpers) h.kill('SIGTERM');
 api.kill('SIGTERM');
 await new Promise((r) => api.once('exit', r));
+
+if (opt.profile !== 'yes') process.exit(0);
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
 const file = readdirSync(DIR).find((f) => f.endsWith('.cpuprofile'))!;

@@ -271,14 +271,17 @@ async function main(): Promise<void> {
   // 3. Bulk: POST /v1/transfers/batch of BULK_SIZE transfers from 4 concurrent clients,
   //    workers running; throughput is operations from the first accept to the last terminal.
   const bulkStart = new Date();
+  const bulkCpu = cpuSnapshot();
   const bulk = await driveBulk(urls, auth, pick);
   await waitSettled(db);
+  const bulkCpuSpent = cpuSpent(bulkCpu, cpuSnapshot());
   const bulkSpan = await db.query(
     `SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`,
     [bulkStart],
   );
   const bulkResult = {
     ...bulk,
+    cpuSeconds: bulkCpuSpent,
     operations: Number(bulkSpan.rows[0].n),
     perSecond: Number(bulkSpan.rows[0].n) / Number(bulkSpan.rows[0].s),
   };
@@ -501,6 +504,9 @@ ${targets(r)
 
 CPU seconds by process over the accept phase (${r.options.duration} s, workers stopped):
 ${cpuLine(r.accept.cpuSeconds)}
+
+CPU seconds by process over the bulk phase (${r.options.duration} s of load, then until the last transfer was terminal):
+${cpuLine(r.bulk.cpuSeconds)}
 
 CPU seconds by process over the end-to-end phase (${r.options.duration} s of load, then until the last transfer was terminal):
 ${cpuLine(r.endToEnd.cpuSeconds)}
