@@ -19,9 +19,17 @@ export async function openLoop(options: {
   urls: string[];
   rate: number;
   durationSeconds: number;
+  /** Seconds at the same rate before the measured ones, not recorded (connections open, caches warm). */
+  warmupSeconds?: number;
+  /** Keep-alive agents to send through (one per url); the warm-up hands its own to the measured run. */
+  agents?: http.Agent[];
+  keepAgents?: boolean;
   request: () => { path: string; headers: Record<string, string>; body: string };
 }): Promise<OpenLoopResult> {
-  const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512 }));
+  const agents = options.agents ?? options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512 }));
+  if (options.warmupSeconds) {
+    await openLoop({ ...options, durationSeconds: options.warmupSeconds, warmupSeconds: 0, agents, keepAgents: true });
+  }
   const targets = options.urls.map((u) => new URL(u));
   const total = Math.round(options.rate * options.durationSeconds);
   const interval = 1000 / options.rate;
@@ -84,7 +92,7 @@ export async function openLoop(options: {
     tick();
   });
   await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
-  for (const a of agents) a.destroy();
+  if (!options.keepAgents) for (const a of agents) a.destroy();
   latencies.sort((a, b) => a - b);
   return { sent, statuses, errors, latenciesMs: latencies, perSecond };
 }

@@ -37,7 +37,7 @@ const schema = z
     /** Jobs a worker process runs at once; concurrent settle jobs of one database share transactions. */
     WORKER_CONCURRENCY: intFrom(128, 1),
     /** Group commit in workers: most operations per settling transaction. */
-    SETTLE_BATCH_MAX: intFrom(256, 1),
+    SETTLE_BATCH_MAX: intFrom(1024, 1),
     /** How long the first operation of an idle database waits for others to share its transaction. */
     SETTLE_BATCH_LINGER_MS: intFrom(2, 0),
     /** Settling transactions per database per worker process at once (more queue up for the next). */
