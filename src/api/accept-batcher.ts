@@ -179,6 +179,7 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
 
   // 1. The owned wallets, one read per database.
   const walletOf = await readOwnedWallets(shards, requests, fail);
+
   // 2. Claim the keys in their home databases: Postgres names one operation per (client, key).
   const operationIdOf: string[] = [];
   await Promise.all(
