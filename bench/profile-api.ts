@@ -31,6 +31,7 @@ const env = {
   REDIS_PREFIX: `profile:${process.pid}`,
   PG_POOL_MAX: '20',
   PORT: '3790',
+  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(SETTLE_BATCH_|ACCEPT_BATCH_|WORKER_CONCURRENCY)/.test(k))),
 };
 
 execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
