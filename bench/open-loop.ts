@@ -21,20 +21,28 @@ export async function openLoop(options: {
   durationSeconds: number;
   /** Seconds at the same rate before the measured ones, not recorded (connections open, caches warm). */
   warmupSeconds?: number;
-  /** Keep-alive agents to send through (one per url); the warm-up hands its own to the measured run. */
-  agents?: http.Agent[];
-  keepAgents?: boolean;
   request: () => { path: string; headers: Record<string, string>; body: string };
 }): Promise<OpenLoopResult> {
-  const agents = options.agents ?? options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512 }));
-  if (options.warmupSeconds) {
-    await openLoop({ ...options, durationSeconds: options.warmupSeconds, warmupSeconds: 0, agents, keepAgents: true });
+  const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512 }));
+  try {
+    if (options.warmupSeconds) await run(options, agents, options.warmupSeconds);
+    return await run(options, agents, options.durationSeconds);
+  } finally {
+    for (const a of agents) a.destroy();
   }
+}
+
+/** One schedule of `durationSeconds` at the rate, through `agents` (one per url). */
+async function run(
+  options: { urls: string[]; rate: number; request: () => { path: string; headers: Record<string, string>; body: string } },
+  agents: http.Agent[],
+  durationSeconds: number,
+): Promise<OpenLoopResult> {
   const targets = options.urls.map((u) => new URL(u));
-  const total = Math.round(options.rate * options.durationSeconds);
+  const total = Math.round(options.rate * durationSeconds);
   const interval = 1000 / options.rate;
   const latencies: number[] = [];
-  const perSecond = Array.from({ length: Math.ceil(options.durationSeconds) }, () => ({ answered: 0, maxMs: 0 }));
+  const perSecond = Array.from({ length: Math.ceil(durationSeconds) }, () => ({ answered: 0, maxMs: 0 }));
   const statuses: Record<string, number> = {};
   let errors = 0;
   let sent = 0;
@@ -92,7 +100,6 @@ export async function openLoop(options: {
     tick();
   });
   await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
-  if (!options.keepAgents) for (const a of agents) a.destroy();
   latencies.sort((a, b) => a - b);
   return { sent, statuses, errors, latenciesMs: latencies, perSecond };
 }
