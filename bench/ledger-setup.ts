@@ -1,5 +1,40 @@
-/** Set-up shared by the benchmarks: opening balances with their entries, and the transfer mix. */
-import type pg from 'pg';
+/**
+ * Set-up shared by the benchmarks: a fresh migrated database, waiting for a process to serve,
+ * the tunables handed to the processes they start, opening balances with their entries, and the
+ * transfer mix.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { migrateDatabase } from '../src/db/migrate.ts';
+
+/** Drops `name` on the server at `pgUrl` (connections and all), creates it again and migrates it. */
+export async function freshDatabase(pgUrl: string, name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: `${pgUrl}/postgres` });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  await migrateDatabase(`${pgUrl}/${name}`);
+}
+
+/** Resolves once `url` answers 2xx (polled every 100 ms for up to 20 s). */
+export async function waitHttp(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(url).then((r) => r.ok, () => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+/** The batch, pool and relay tunables in this environment (SETTLE_BATCH_MAX=1024 npm run bench), for the processes a bench starts. */
+export const TUNABLES: Record<string, string> = Object.fromEntries(
+  Object.entries(process.env).filter((e): e is [string, string] =>
+    e[1] !== undefined && /^(SETTLE_BATCH_|ACCEPT_BATCH_|WORKER_CONCURRENCY|PG_POOL_MAX|RELAY_)/.test(e[0]),
+  ),
+);
 
 /**
  * Gives every customer wallet `balance` and books it as the ledger would: a credit entry per

@@ -1,7 +1,9 @@
 /**
  * Profiles one API process under the accept closed loop (workers stopped): writes a V8 CPU
- * profile and prints the functions and files that took the most self time.
- * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32]
+ * profile and prints the functions and files that took the most self time. With `--rate N` it
+ * drives the API with the open loop instead (bench/open-loop.ts) and prints its latencies; with
+ * `--workers N` the workers and relay run too; `--profile no` skips the V8 profile.
+ * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--profile no]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -12,10 +14,18 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
-import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
+import { freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 
-const { values: opt } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '32' }, rate: { type: 'string', default: '0' }, workers: { type: 'string', default: '0' }, profile: { type: 'string', default: 'yes' } } });
+const { values: opt } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '32' },
+    rate: { type: 'string', default: '0' },
+    workers: { type: 'string', default: '0' },
+    profile: { type: 'string', default: 'yes' },
+  },
+});
 const PG = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const DB = 'ledgerline_profile';
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -25,30 +35,24 @@ const env = {
   PATH: process.env.PATH,
   NODE_ENV: 'production',
   LOG_LEVEL: 'warn',
-  TIMING: process.env.TIMING ?? '',
   ADMIN_TOKEN: ADMIN,
   DATABASE_URL: `${PG}/${DB}`,
   REDIS_PREFIX: `profile:${process.pid}`,
   PG_POOL_MAX: '20',
   PORT: '3790',
-  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(SETTLE_BATCH_|ACCEPT_BATCH_|WORKER_CONCURRENCY)/.test(k))),
+  ...TUNABLES,
 };
 
 execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-const admin = new pg.Client({ connectionString: `${PG}/postgres` });
-await admin.connect();
-await admin.query(`DROP DATABASE IF EXISTS "${DB}" WITH (FORCE)`);
-await admin.query(`CREATE DATABASE "${DB}"`);
-await admin.end();
-execFileSync(process.execPath, ['--import', 'tsx', 'src/db/migrate-main.ts'], { cwd: ROOT, env });
+await freshDatabase(PG, DB);
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
 const api = spawn(process.execPath, [...(opt.profile === 'yes' ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
 const url = 'http://127.0.0.1:3790';
 const others = Array.from({ length: Number(opt.workers) }, () => 'src/workers/main.ts');
 if (others.length > 0) others.push('src/events/relay-main.ts');
-const helpers = others.map((entry) => spawn(process.env.NICE ? 'nice' : process.execPath, [...(process.env.NICE ? ['-n', process.env.NICE, process.execPath] : []), ...(process.env.HELPER_PROF && entry.includes('workers') ? ['--cpu-prof', '--cpu-prof-dir=/tmp/worker-prof'] : []), '--import', 'tsx', entry], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] }));
-for (let i = 0; i < 200 && !(await fetch(`${url}/healthz`).then((r) => r.ok, () => false)); i++) await sleep(100);
+const helpers = others.map((entry) => spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] }));
+await waitHttp(`${url}/healthz`);
 const { data: created } = await createLedgerlineAdminClient({ baseUrl: url, adminToken: ADMIN }).apiKeys.create({
   name: 'profile',
   rateLimits: { createWallet: 1e9, fund: 1e9, transfer: 1e9, read: 1e9, webhooks: 1e9 },

@@ -23,7 +23,7 @@ import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
-import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
+import { freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 
 const { values: opt } = parseArgs({
@@ -53,11 +53,6 @@ const bar = new cliProgress.SingleBar({ format: '{phase} |{bar}| {percentage}% {
 const children: ChildProcess[] = [];
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-/** Tunables given to the bench (SETTLE_BATCH_MAX=1024 npm run bench) reach every process it starts. */
-const TUNABLES = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => /^(SETTLE_BATCH_|ACCEPT_BATCH_|WORKER_CONCURRENCY|PG_POOL_MAX|RELAY_)/.test(k)),
-);
-
 function env(extra: Record<string, string>): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH,
@@ -82,23 +77,6 @@ async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
-}
-
-async function waitHttp(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
-    await sleep(100);
-  }
-  throw new Error(`${url} did not come up`);
-}
-
-async function freshDatabase(name: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: `${PG}/postgres` });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  execFileSync(process.execPath, ['--import', 'tsx', 'src/db/migrate-main.ts'], { cwd: ROOT, env: env({ DATABASE_URL: `${PG}/${name}` }) });
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
@@ -218,8 +196,8 @@ async function driveBulk(urls: string[], headers: Record<string, string>, pick: 
 async function main(): Promise<void> {
   execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   log('preparing databases');
-  await freshDatabase(DB);
-  await freshDatabase(BASE_DB);
+  await freshDatabase(PG, DB);
+  await freshDatabase(PG, BASE_DB);
   const db = new pg.Pool({ connectionString: `${PG}/${DB}`, max: 4 });
 
   const ports = Array.from({ length: APIS }, (_, i) => 3700 + i);

@@ -14,9 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import pg from 'pg';
-import { migrateDatabase } from '../src/db/migrate.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
-import { pairPicker, seedOpeningBalances } from './ledger-setup.ts';
+import { freshDatabase, pairPicker, seedOpeningBalances } from './ledger-setup.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -57,12 +56,7 @@ grid.push({ jobs: 'batch', WORKER_CONCURRENCY: 128, SETTLE_BATCH_MAX: 256, SETTL
 grid.push({ jobs: 'batch', WORKER_CONCURRENCY: 128, SETTLE_BATCH_MAX: 256, SETTLE_BATCH_LINGER_MS: 2, SETTLE_BATCH_IN_FLIGHT: 4 });
 
 async function freshLedger(): Promise<{ db: pg.Pool; wallets: string[]; ids: string[] }> {
-  const admin = new pg.Client({ connectionString: `${PG}/postgres` });
-  await admin.connect();
-  await admin.query('DROP DATABASE IF EXISTS ledgerline_sweep WITH (FORCE)');
-  await admin.query('CREATE DATABASE ledgerline_sweep');
-  await admin.end();
-  await migrateDatabase(URL_);
+  await freshDatabase(PG, 'ledgerline_sweep');
   const db = new pg.Pool({ connectionString: URL_, max: 8 });
   // The next point drops this database (WITH FORCE): a client still closing then reports it here.
   db.on('error', () => {});
