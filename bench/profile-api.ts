@@ -2,8 +2,11 @@
  * Profiles one API process under the accept closed loop (workers stopped): writes a V8 CPU
  * profile and prints the functions and files that took the most self time. With `--rate N` it
  * drives the API with the open loop instead (bench/open-loop.ts) and prints its latencies; with
- * `--workers N` the workers and relay run too; `--profile no` skips the V8 profile.
- * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--profile no]
+ * `--workers N` the workers and relay run too; `--profile worker` profiles the first worker
+ * instead of the API, `--profile no` neither. With
+ * `--bulk N` (workers needed) N clients post batches of 1,000 transfers for the duration, and it
+ * prints transfers per second from the first accept to the last settlement.
+ * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--bulk N] [--profile no]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -23,6 +26,7 @@ const { values: opt } = parseArgs({
     connections: { type: 'string', default: '32' },
     rate: { type: 'string', default: '0' },
     workers: { type: 'string', default: '0' },
+    bulk: { type: 'string', default: '0' },
     profile: { type: 'string', default: 'yes' },
   },
 });
@@ -47,11 +51,18 @@ execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ig
 await freshDatabase(PG, DB);
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
-const api = spawn(process.execPath, [...(opt.profile === 'yes' ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+const api = spawn(process.execPath, [...(opt.profile === 'yes' || opt.profile === 'api' ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
 const url = 'http://127.0.0.1:3790';
 const others = Array.from({ length: Number(opt.workers) }, () => 'src/workers/main.ts');
 if (others.length > 0) others.push('src/events/relay-main.ts');
-const helpers = others.map((entry) => spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] }));
+// `--profile worker`: the first worker is profiled instead of the API.
+const helpers = others.map((entry, i) =>
+  spawn(process.execPath, [...(opt.profile === 'worker' && i === 0 ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', entry], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  }),
+);
 await waitHttp(`${url}/healthz`);
 const { data: created } = await createLedgerlineAdminClient({ baseUrl: url, adminToken: ADMIN }).apiKeys.create({
   name: 'profile',
@@ -64,8 +75,8 @@ const db = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
 await seedOpeningBalances(db, 1_000_000_000n);
 await db.end();
 const pair = pairPicker(wallets, false);
-const before = cpuSnapshot();
 if (helpers.length > 0) await sleep(12_000); // the workers and relay start up (compile, connect) before the load
+const before = cpuSnapshot();
 if (Number(opt.rate) > 0) {
   const r = await openLoop({
     urls: [url],
@@ -85,7 +96,33 @@ if (Number(opt.rate) > 0) {
   process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors}; p50 ${at(50)} p90 ${at(90)} p99 ${at(99)} max ${at(100)} ms\n`);
   process.stderr.write(`  worst per second: ${r.perSecond.map((x) => x.maxMs).join(' ')}\n`);
 }
-const result = Number(opt.rate) > 0 ? undefined : await autocannon({
+if (Number(opt.bulk) > 0) {
+  const started = performance.now();
+  const until = Date.now() + Number(opt.duration) * 1000;
+  let accepted = 0;
+  await Promise.all(
+    Array.from({ length: Number(opt.bulk) }, async () => {
+      while (Date.now() < until) {
+        const transfers = Array.from({ length: 1000 }, () => {
+          const { from, to } = pair();
+          return { fromWalletId: from, toWalletId: to, amount: '1', idempotencyKey: randomUUID() };
+        });
+        const res = await fetch(`${url}/v1/transfers/batch`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${created.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ transfers }),
+        });
+        await res.arrayBuffer();
+        if (res.status === 202) accepted += transfers.length;
+      }
+    }),
+  );
+  const check = new pg.Pool({ connectionString: env.DATABASE_URL, max: 1 });
+  while (Number((await check.query(`SELECT count(*) FROM operations WHERE status IN ('pending', 'processing')`)).rows[0].count) > 0) await sleep(100);
+  await check.end();
+  process.stderr.write(`bulk: ${accepted} transfers, ${(accepted / ((performance.now() - started) / 1000)).toFixed(0)}/s accept → settled\n`);
+}
+const result = Number(opt.rate) > 0 || Number(opt.bulk) > 0 ? undefined : await autocannon({
   url,
   connections: Number(opt.connections),
   duration: Number(opt.duration),
@@ -108,9 +145,9 @@ process.stderr.write(`CPU seconds during the load: ${cpuSpent(before, cpuSnapsho
 if (result) process.stderr.write(`accept: ${result.requests.average}/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, non2xx ${result.non2xx}\n`);
 for (const h of helpers) h.kill('SIGTERM');
 api.kill('SIGTERM');
-await new Promise((r) => api.once('exit', r));
+await Promise.all([api, ...helpers].map((p) => new Promise((r) => p.once('exit', r))));
 
-if (opt.profile !== 'yes') process.exit(0);
+if (opt.profile === 'no') process.exit(0);
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
 const file = readdirSync(DIR).find((f) => f.endsWith('.cpuprofile'))!;

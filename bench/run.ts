@@ -152,6 +152,16 @@ async function waitSettled(db: pg.Pool): Promise<void> {
   }
 }
 
+/** Before a timed phase: the previous phase's events are all published (the relay is idle). */
+async function waitQuiet(db: pg.Pool): Promise<void> {
+  await waitSettled(db);
+  for (let i = 0; i < 600; i++) {
+    const unsent = Number((await db.query(`SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL`)).rows[0].count);
+    if (unsent === 0) return;
+    await sleep(100);
+  }
+}
+
 const BULK_SIZE = 1000;
 const BULK_CLIENTS = 4;
 
@@ -254,6 +264,7 @@ async function main(): Promise<void> {
 
   // 3. Bulk: POST /v1/transfers/batch of BULK_SIZE transfers from 4 concurrent clients,
   //    workers running; throughput is operations from the first accept to the last terminal.
+  await waitQuiet(db);
   const bulkStart = new Date();
   const bulkCpu = cpuSnapshot();
   const bulk = await driveBulk(urls, auth, pick);
@@ -272,6 +283,7 @@ async function main(): Promise<void> {
 
   // 4. End to end at our maximum: closed loop with the workers running; throughput is
   //    operations from the first accept to the last terminal.
+  await waitQuiet(db);
   const closedStart = new Date();
   const closedCpu = cpuSnapshot();
   const closed = await drive('end to end (closed loop)', urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, okStatus: 202 });
@@ -281,6 +293,7 @@ async function main(): Promise<void> {
 
   // 5. Fixed arrival rate at half that maximum: accept latency and submit → terminal latency.
   const rate = Number(opt.rate) || Math.max(50, Math.floor(closed.rps / 2));
+  await waitQuiet(db);
   const phaseStart = new Date();
   bar.start(DURATION, 0, { phase: `fixed rate ${rate}/s (open loop)`, info: '' });
   const fixedTick = setInterval(() => bar.increment(1), 1000);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Config } from '../config.ts';
+import { prepareStatementsOn, StatementNames } from './prepared-statements.ts';
 import * as schema from './schema.ts';
 import './drizzle-transaction-fix.ts';
 
@@ -19,7 +20,7 @@ export interface Database {
 
 export function openDatabase(
   url: string,
-  config: Pick<Config, 'PG_POOL_MAX' | 'PG_CONNECTION_TIMEOUT_MS' | 'PG_IDLE_TIMEOUT_MS'>,
+  config: Pick<Config, 'PG_POOL_MAX' | 'PG_CONNECTION_TIMEOUT_MS' | 'PG_IDLE_TIMEOUT_MS'> & Partial<Pick<Config, 'PG_PREPARED_STATEMENTS'>>,
   applicationName: string,
 ): Database {
   const pool = new pg.Pool({
@@ -35,6 +36,11 @@ export function openDatabase(
   // A checked-out client (a transaction between two statements) emits 'error' on the client
   // itself, where the pool listens no more: without this the process crashes. The transaction
   // still fails (its next statement gets the error) and the client is discarded on release.
-  pool.on('connect', (client) => client.on('error', () => {}));
+  // Statements this pool runs often become prepared statements (prepared-statements.ts).
+  const names = new StatementNames({ maxStatements: config.PG_PREPARED_STATEMENTS ?? 0, threshold: 3 });
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    if (config.PG_PREPARED_STATEMENTS) prepareStatementsOn(client, names);
+  });
   return { url, pool, db: drizzle(pool, { schema }) };
 }

@@ -1,0 +1,83 @@
+/**
+ * Statements a pool runs often become server-side prepared statements (src/db/prepared-statements.ts):
+ * named after `threshold` runs, bounded per process, and still correct when a statement fails
+ * or its connection is replaced.
+ */
+import { sql } from 'drizzle-orm';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/client.ts';
+import { StatementNames } from '../src/db/prepared-statements.ts';
+
+const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+
+describe('StatementNames', () => {
+  it('names a text on its threshold-th run and keeps that name', () => {
+    const names = new StatementNames({ maxStatements: 10, threshold: 3 });
+    expect([names.nameOf('a'), names.nameOf('a')]).toEqual([undefined, undefined]);
+    const name = names.nameOf('a');
+    expect(name).toMatch(/^ll_\d+$/);
+    expect(names.nameOf('a')).toBe(name);
+    for (let i = 0; i < 3; i++) names.nameOf('b');
+    expect(names.nameOf('b')).not.toBe(name);
+  });
+
+  it('names no more than maxStatements texts, and none when it is 0', () => {
+    const two = new StatementNames({ maxStatements: 2, threshold: 1 });
+    expect(['x', 'y', 'z'].map((t) => two.nameOf(t) !== undefined)).toEqual([true, true, false]);
+    expect(two.size).toBe(2);
+    const off = new StatementNames({ maxStatements: 0, threshold: 1 });
+    expect(off.nameOf('x')).toBeUndefined();
+  });
+
+  it('forgets sightings rather than count an unbounded number of texts', () => {
+    const names = new StatementNames({ maxStatements: 10, threshold: 2 });
+    names.nameOf('hot');
+    for (let i = 0; i < 5000; i++) names.nameOf(`varying ${i}`); // e.g. an IN list per length
+    expect(names.nameOf('hot')).toBeUndefined(); // counting started over
+    expect(names.nameOf('hot')).toMatch(/^ll_/);
+  });
+});
+
+describe('a pool with PG_PREPARED_STATEMENTS', () => {
+  const database = openDatabase(
+    `${PG_BASE}/postgres`,
+    { PG_POOL_MAX: 1, PG_CONNECTION_TIMEOUT_MS: 5000, PG_IDLE_TIMEOUT_MS: 30_000, PG_PREPARED_STATEMENTS: 10 },
+    'prepared-statements-test',
+  );
+  const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+  afterAll(async () => {
+    await database.pool.end();
+    await admin.end();
+  });
+  const prepared = async () =>
+    (await database.db.execute<{ statement: string }>(sql`SELECT statement FROM pg_prepared_statements`)).rows.map((r) => r.statement);
+  const double = (n: number) => database.db.execute<{ d: number }>(sql`SELECT ${n}::int * 2 AS d`);
+
+  it('prepares a parameterized statement after three runs, inside transactions too, with the right results', async () => {
+    for (let n = 1; n <= 2; n++) expect((await double(n)).rows[0]!.d).toBe(2 * n);
+    expect(await prepared()).toEqual([]);
+    const inTx = await database.db.transaction(async (tx) => tx.execute<{ d: number }>(sql`SELECT ${21}::int * 2 AS d`));
+    expect(inTx.rows[0]!.d).toBe(42);
+    expect(await prepared()).toEqual(['SELECT $1::int * 2 AS d']);
+    for (let n = 4; n <= 6; n++) expect((await double(n)).rows[0]!.d).toBe(2 * n);
+    expect(await prepared()).toHaveLength(1);
+  });
+
+  it('a prepared statement that fails fails alone; the connection and the statement go on', async () => {
+    const divide = (n: number) => database.db.execute<{ q: number }>(sql`SELECT 10 / ${n}::int AS q`);
+    for (let i = 0; i < 3; i++) await divide(5);
+    const failure = await divide(0).catch((err: unknown) => err);
+    expect((failure as { cause?: { code?: string } }).cause?.code).toBe('22012'); // division_by_zero
+    expect((await divide(2)).rows[0]!.q).toBe(5);
+  });
+
+  it('a replaced connection prepares the statement again', async () => {
+    await admin.connect();
+    const { rows } = await database.db.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`);
+    await admin.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+    await new Promise((r) => setTimeout(r, 200)); // the idle client learns of it and leaves the pool
+    expect((await double(50)).rows[0]!.d).toBe(100);
+    expect(await prepared()).toContain('SELECT $1::int * 2 AS d');
+  });
+});
