@@ -82,6 +82,7 @@ if (Number(opt.rate) > 0) {
     urls: [url],
     rate: Number(opt.rate),
     durationSeconds: Number(opt.duration),
+    warmupSeconds: 2, // as in bench/run.ts
     request: () => {
       const { from, to } = pair();
       return {

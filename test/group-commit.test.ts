@@ -187,3 +187,41 @@ describe('POST /v1/transfers/batch', () => {
     expect(await countOps()).toBe(before + 1); // only the single transfer above
   });
 });
+
+describe('enqueue coalescing (ENQUEUE_BATCH_LINGER_MS)', () => {
+  let e: TestEnv;
+  beforeAll(async () => {
+    e = await createTestEnv({ env: { RECONCILE_PENDING_AFTER_MS: '600000', ENQUEUE_BATCH_LINGER_MS: '300' } });
+  });
+  afterAll(() => e?.close());
+
+  const enqueueBatches = async () => {
+    const values = (await register.getSingleMetric('batch_size')?.get())?.values ?? [];
+    const of = (suffix: string) =>
+      values.find((v) => (v as { metricName?: string }).metricName === `batch_size_${suffix}` && v.labels.stage === 'enqueue')?.value ?? 0;
+    return { count: of('count'), sum: of('sum') };
+  };
+
+  it('transfers accepted one after another share enqueues, their 202s do not wait for them, and each settles once', async () => {
+    const k = await e.api.adminKey();
+    const [a, b] = await Promise.all([e.api.wallet(k), e.api.wallet(k)]);
+    await e.api.waitTerminal(k, (await e.api.fund(k, a!, '1000')).body.id, 30_000);
+    const before = await enqueueBatches();
+    const started = performance.now();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await e.api.transfer(k, a!, b!, '10'); // one at a time: each its own accept batch
+      expect(res.status).toBe(202);
+      ids.push(res.body.id);
+    }
+    // Six answers that each waited for a 300 ms enqueue linger would take 1.8 s.
+    expect(performance.now() - started).toBeLessThan(1500);
+    const done = await Promise.all(ids.map((id) => e.api.waitTerminal(k, id, 30_000)));
+    expect(done.every((o) => o.status === 'succeeded')).toBe(true);
+    const after = await enqueueBatches();
+    expect(after.sum - before.sum).toBe(6);
+    expect(after.count - before.count).toBeLessThanOrEqual(3); // one or two addBulk calls, not six
+    expect(BigInt((await e.api.request('GET', `/v1/wallets/${b}`, { key: k })).body.balance)).toBe(60n);
+    expect(await ledgerViolations(e.pool)).toEqual([]);
+  });
+});

@@ -28,7 +28,7 @@ import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
 import type { Logger } from '../infra/logger.ts';
 import { batchSize } from '../infra/metrics.ts';
 import { MicroBatcher, type ItemResult } from '../infra/micro-batcher.ts';
-import { enqueueSettlements } from '../jobs/catalog.ts';
+import { enqueueSettlements, MAX_BATCH_JOB } from '../jobs/catalog.ts';
 
 export interface AcceptRequest {
   clientId: string;
@@ -107,7 +107,7 @@ export async function readOwnedWallets(
  */
 export async function acceptMany(
   shards: ShardRouter,
-  queue: Queue,
+  enqueue: (created: readonly OperationRow[]) => Promise<void>,
   logger: Logger,
   requests: readonly AcceptRequest[],
 ): Promise<{ results: Result[]; enqueued: Promise<void> }> {
@@ -157,11 +157,11 @@ export async function acceptMany(
     rest.forEach((i, k) => (results[i] = answers[k]));
   }
 
-  // 3. Enqueue what was created, in one round trip, without holding up the answers.
+  // 3. Enqueue what was created, without holding up the answers.
   const enqueued =
     created.length === 0
       ? Promise.resolve()
-      : enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
+      : enqueue(created).catch((err: unknown) =>
           logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
         );
   return { results: results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') }), enqueued };
@@ -264,13 +264,33 @@ export function settlesInOneDatabase(shards: ShardRouter, op: { id: string; from
 /**
  * Coalesces concurrent accepts of this process into `acceptMany` calls. Each request is answered
  * once its operation is committed; `drain` (graceful shutdown) also waits for the enqueues.
+ *
+ * Enqueues are coalesced too, across accept batches: what was committed within
+ * ENQUEUE_BATCH_LINGER_MS (or while the previous `addBulk` ran) goes to Redis in one `addBulk`,
+ * as few `settle-batch` jobs. Every job costs BullMQ and the worker the same whatever it holds,
+ * so at moderate rates this divides their work; the 202s do not wait for it.
  */
 export function createAcceptBatcher(
   shards: ShardRouter,
   queue: Queue,
   logger: Logger,
-  config: Pick<Config, 'ACCEPT_BATCH_MAX' | 'ACCEPT_BATCH_LINGER_MS' | 'ACCEPT_BATCH_IN_FLIGHT'>,
+  config: Pick<Config, 'ACCEPT_BATCH_MAX' | 'ACCEPT_BATCH_LINGER_MS' | 'ACCEPT_BATCH_IN_FLIGHT' | 'ENQUEUE_BATCH_LINGER_MS'>,
 ): { accept: (request: AcceptRequest) => Promise<Accepted>; drain: () => Promise<void> } {
+  const enqueuer = new MicroBatcher<'enqueue', OperationRow, undefined>(
+    {
+      lingerMs: config.ENQUEUE_BATCH_LINGER_MS,
+      maxSize: MAX_BATCH_JOB,
+      maxInFlight: 1,
+      onBatch: (size) => batchSize.observe({ stage: 'enqueue' }, size),
+    },
+    async (_key, operations) => {
+      await enqueueSettlements(queue, operations, (op) => settlesInOneDatabase(shards, op));
+      return operations.map(() => ({ ok: true, value: undefined }));
+    },
+  );
+  const enqueue = async (created: readonly OperationRow[]) => {
+    await Promise.all(created.map((op) => enqueuer.submit('enqueue', op)));
+  };
   const enqueuing = new Set<Promise<void>>();
   const batcher = new MicroBatcher<'accept', AcceptRequest, Accepted>(
     {
@@ -280,7 +300,7 @@ export function createAcceptBatcher(
       onBatch: (size) => batchSize.observe({ stage: 'accept' }, size),
     },
     async (_key, requests) => {
-      const { results, enqueued } = await acceptMany(shards, queue, logger, requests);
+      const { results, enqueued } = await acceptMany(shards, enqueue, logger, requests);
       enqueuing.add(enqueued);
       void enqueued.finally(() => enqueuing.delete(enqueued));
       return results;

@@ -328,7 +328,7 @@ export function recordWebhookDelivery(outcome: WebhookOutcome, seconds: number):
 
 export const batchSize = new Histogram({
   name: 'batch_size',
-  help: 'Items per group commit: operations per settling transaction (settle), requests per accept round trip (accept)',
+  help: 'Items per group commit: operations per settling transaction (settle), requests per accept round trip (accept), operations per addBulk of the API (enqueue)',
   labelNames: ['stage'] as const,
   buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
 });
