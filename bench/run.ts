@@ -33,7 +33,7 @@ const { values: opt } = parseArgs({
     wallets: { type: 'string', default: '1000' },
     skew: { type: 'string', default: 'uniform' },
     api: { type: 'string', default: '1' },
-    workers: { type: 'string', default: '2' },
+    workers: { type: 'string', default: '1' },
     connections: { type: 'string', default: '32' },
   },
 });
