@@ -2,8 +2,8 @@
  * Profiles one API process under the accept closed loop (workers stopped): writes a V8 CPU
  * profile and prints the functions and files that took the most self time. With `--rate N` it
  * drives the API with the open loop instead (bench/open-loop.ts) and prints its latencies; with
- * `--workers N` the workers and relay run too; `--profile worker` profiles the first worker
- * instead of the API, `--profile no` neither. With
+ * `--workers N` the workers and relay run too; `--profile worker` (or `relay`) profiles the
+ * first worker (or the relay) instead of the API, `--profile no` none. With
  * `--bulk N` (workers needed) N clients post batches of 1,000 transfers for the duration, and it
  * prints transfers per second from the first accept to the last settlement.
  * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--bulk N] [--profile no]
@@ -55,9 +55,10 @@ const api = spawn(process.execPath, [...(opt.profile === 'yes' || opt.profile ==
 const url = 'http://127.0.0.1:3790';
 const others = Array.from({ length: Number(opt.workers) }, () => 'src/workers/main.ts');
 if (others.length > 0) others.push('src/events/relay-main.ts');
-// `--profile worker`: the first worker is profiled instead of the API.
+// `--profile worker` or `--profile relay`: the first worker, or the relay, is profiled instead of the API.
+const profiled = (entry: string, i: number) => (opt.profile === 'worker' && i === 0) || (opt.profile === 'relay' && entry.includes('relay'));
 const helpers = others.map((entry, i) =>
-  spawn(process.execPath, [...(opt.profile === 'worker' && i === 0 ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', entry], {
+  spawn(process.execPath, [...(profiled(entry, i) ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', entry], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'ignore', 'inherit'],
