@@ -6,7 +6,7 @@
  * first worker (or the relay) instead of the API, `--profile no` none. With
  * `--bulk N` (workers needed) N clients post batches of 1,000 transfers for the duration, and it
  * prints transfers per second from the first accept to the last settlement.
- * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--bulk N] [--profile no]
+ * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--bulk N] [--profile api|worker|relay|no]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
