@@ -4,10 +4,15 @@
  * or its connection is replaced.
  */
 import { sql } from 'drizzle-orm';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/client.ts';
 import { StatementNames } from '../src/db/prepared-statements.ts';
+import { findStaleOpenOperations } from '../src/db/repositories/operations.ts';
+import * as schema from '../src/db/schema.ts';
+import { internalAccount } from '../src/workers/settle-operation.ts';
+import { createTestEnv, type TestEnv } from './support/env.ts';
 
 const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
@@ -79,5 +84,40 @@ describe('a pool with PG_PREPARED_STATEMENTS', () => {
     await new Promise((r) => setTimeout(r, 200)); // the idle client learns of it and leaves the pool
     expect((await double(50)).rows[0]!.d).toBe(100);
     expect(await prepared()).toContain('SELECT $1::int * 2 AS d');
+  });
+});
+
+describe('generic plans of the statements that rely on partial indexes', () => {
+  let t: TestEnv;
+  beforeAll(async () => {
+    t = await createTestEnv({ worker: false });
+  });
+  afterAll(() => t?.close());
+
+  /** The statement `run` sends, its plan when prepared and planned generically (as after five runs). */
+  async function genericPlan(run: (db: NodePgDatabase<typeof schema>) => Promise<unknown>, params: string[]): Promise<string> {
+    let text = '';
+    const db = drizzle(t.pool, { schema, logger: { logQuery: (q) => (text = q) } });
+    await run(db);
+    const client = await t.pool.connect();
+    try {
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      await client.query(`PREPARE generic_check AS ${text}`);
+      const { rows } = await client.query(`EXPLAIN EXECUTE generic_check(${params.join(', ')})`);
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
+    } finally {
+      await client.query('DEALLOCATE ALL; RESET plan_cache_mode');
+      client.release();
+    }
+  }
+
+  it('the reconciler finds stale open operations through operations_open_idx', async () => {
+    const plan = await genericPlan((db) => findStaleOpenOperations(db, new Date(), 500), [`'2026-01-01T00:00:00Z'`, '500']);
+    expect(plan).toContain('operations_open_idx');
+  });
+
+  it('the settlement account is found through wallets_internal_kind_currency_uq', async () => {
+    const plan = await genericPlan((db) => internalAccount(db, 'settlement', 'USD'), [`'USD'`]); // its lookup, after the upsert
+    expect(plan.split('\n').filter((l) => l.includes('Scan')).every((l) => l.includes('wallets_internal_kind_currency_uq'))).toBe(true);
   });
 });

@@ -32,10 +32,12 @@ export async function internalAccount(db: Db | Tx, kind: 'settlement' | 'clearin
     .insert(wallets)
     .values({ id: randomUUID(), kind, currency })
     .onConflictDoNothing({ target: [wallets.kind, wallets.currency], where: sql`${wallets.kind} <> 'customer'` });
+  // The kind as a literal: the partial index wallets_internal_kind_currency_uq applies also in a
+  // prepared statement's generic plan (src/db/sql.ts).
   const [row] = await db
     .select()
     .from(wallets)
-    .where(and(eq(wallets.kind, kind), eq(wallets.currency, currency)));
+    .where(and(kind === 'settlement' ? sql`${wallets.kind} = 'settlement'` : sql`${wallets.kind} = 'clearing'`, eq(wallets.currency, currency)));
   if (!row) throw new Error(`${kind} account for ${currency} missing after upsert`);
   return row;
 }

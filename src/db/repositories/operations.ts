@@ -1,7 +1,7 @@
-import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, lt, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { operations } from '../schema.ts';
-import { anyId, param } from '../sql.ts';
+import { anyId, OPEN_STATUS, param } from '../sql.ts';
 
 export type OperationRow = typeof operations.$inferSelect;
 export type NewOperation = typeof operations.$inferInsert;
@@ -23,7 +23,7 @@ export async function findStaleOpenOperations(
     .from(operations)
     .where(
       and(
-        inArray(operations.status, ['pending', 'processing']),
+        sql`${operations.status} ${OPEN_STATUS}`, // a literal: the partial index operations_open_idx applies (sql.ts)
         lt(operations.createdAt, olderThan),
         after ? sql`(${operations.createdAt}, ${operations.id}) > (${after.createdAt}, ${after.id})` : undefined,
       ),

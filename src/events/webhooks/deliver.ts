@@ -143,7 +143,7 @@ export async function rearmLostDeliveries(database: Database, queue: Queue<Webho
     .from(webhookDeliveries)
     .where(
       and(
-        eq(webhookDeliveries.status, 'pending'),
+        sql`${webhookDeliveries.status} = 'pending'`, // a literal, for prepared statements' plans (src/db/sql.ts)
         eq(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation),
         lt(webhookDeliveries.updatedAt, olderThan),
       ),
@@ -178,7 +178,8 @@ export async function runDeliveryDispatcher(
       const due = await database.db
         .select({ id: webhookDeliveries.id, generation: webhookDeliveries.generation })
         .from(webhookDeliveries)
-        .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
+        // A literal status: the partial index webhook_deliveries_unqueued_idx applies (src/db/sql.ts).
+        .where(and(sql`${webhookDeliveries.status} = 'pending'`, lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
         .limit(500);
       if (due.length > 0) {
         await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: jobIdOf(d) } })));
