@@ -22,7 +22,7 @@ const schema = z
     PG_POOL_MAX: intFrom(20, 1),
     PG_CONNECTION_TIMEOUT_MS: intFrom(5000, 1),
     PG_IDLE_TIMEOUT_MS: intFrom(30_000, 0),
-    /** Distinct statements a pool prepares (named once per connection after 3 runs); 0 = none. */
+    /** Distinct statements a pool prepares (each after its 3rd run, once per connection); 0 = none. */
     PG_PREPARED_STATEMENTS: intFrom(200, 0),
 
     REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),

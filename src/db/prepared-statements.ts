@@ -6,10 +6,10 @@
  * long (the batched accept and the group commit are one multi-CTE statement each) and their
  * text does not change with the batch size (arrays are one parameter each), so parsing them
  * costs Postgres more than running them for small batches. Like JDBC's `prepareThreshold`, a
- * text seen `threshold` times gets a name, process-wide; each connection then parses it once and
- * afterwards only binds and executes it (node-postgres keeps track per connection).
+ * text seen `threshold` times gets a name, for every connection of the pool; each connection then
+ * parses it once and afterwards only binds and executes it (node-postgres keeps track per connection).
  *
- * Bounded: at most `maxStatements` texts are ever named per process (each named statement holds
+ * Bounded: at most `maxStatements` texts are ever named per pool (each named statement holds
  * memory in every backend that ran it), and the table that counts sightings is cleared when it
  * grows past a few thousand texts, so statements that vary (an IN list per length) cannot grow
  * it without end. Statements without parameters keep the simple protocol.
@@ -17,7 +17,7 @@
 import type pg from 'pg';
 
 export interface PreparedStatementOptions {
-  /** Distinct texts named per process; 0 turns preparing off. */
+  /** Distinct texts named per pool; 0 turns preparing off. */
   maxStatements: number;
   /** Runs of a text before it is prepared. */
   threshold: number;
@@ -52,7 +52,7 @@ export class StatementNames {
   }
 }
 
-type QueryConfigLike = { text?: unknown; name?: unknown; values?: unknown };
+type QueryConfigLike = { text?: unknown; name?: unknown; values?: unknown; submit?: unknown };
 
 /**
  * Makes `client` run the statements `names` has named as prepared statements. Wraps this
@@ -64,7 +64,8 @@ export function prepareStatementsOn(client: pg.PoolClient, names: StatementNames
     if (config !== null && typeof config === 'object') {
       const c = config as QueryConfigLike;
       const values = Array.isArray(rest[0]) ? rest[0] : c.values;
-      if (typeof c.text === 'string' && c.name === undefined && Array.isArray(values) && values.length > 0) {
+      // Plain query configs only: a Submittable (a cursor, a stream) keeps its own identity.
+      if (typeof c.text === 'string' && c.name === undefined && c.submit === undefined && Array.isArray(values) && values.length > 0) {
         const name = names.nameOf(c.text);
         if (name !== undefined) return query({ ...c, name }, ...rest);
       }
