@@ -380,7 +380,10 @@ async function main(): Promise<void> {
   });
   children.push(sync);
   await sleep(1500);
-  const baseline1 = await drive('baseline 1: sync express+pg', ['http://127.0.0.1:3799'], '/transfer', {}, pick, { connections: CONNECTIONS, okStatus: 200 });
+  const baseline1Cpu = cpuSnapshot();
+  const baseline1Run = await drive('baseline 1: sync express+pg', ['http://127.0.0.1:3799'], '/transfer', {}, pick, { connections: CONNECTIONS, okStatus: 200 });
+  // Shows that nothing of ours (a late autovacuum, the relay) took CPU from the baseline.
+  const baseline1 = { ...baseline1Run, cpuSeconds: cpuSpent(baseline1Cpu, cpuSnapshot()) };
   await stop(sync);
 
   bar.start(DURATION, 0, { phase: 'baseline 2: pg loop x8', info: '' });
@@ -509,6 +512,9 @@ ${cpuLine(r.bulk.cpuSeconds)}
 
 CPU seconds by process over the end-to-end phase (${r.options.duration} s of load, then until the last transfer was terminal):
 ${cpuLine(r.endToEnd.cpuSeconds)}
+
+CPU seconds by process over baseline 1 (${r.options.duration} s; our processes stopped, the API idle):
+${cpuLine(r.baseline1.cpuSeconds)}
 
 The closed-loop phases use autocannon (its p97.5 is not shown); the fixed-rate phase is an open
 loop (bench/open-loop.ts) so a stall counts against every request it delays. Everything ran on the same machine at once
