@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.ts';
-import { anyId, param } from '../db/sql.ts';
+import { anyId, OPEN_STATUS, param } from '../db/sql.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { ledgerEntries, operations, wallets } from '../db/schema.ts';
@@ -244,7 +244,7 @@ export async function finishOperations(
     FROM unnest(${param(rows.map((r) => r.id))}::uuid[], ${param(rows.map((r) => r.status))}::text[],
                 ${param(rows.map((r) => r.failureCode))}::text[], ${param(rows.map((r) => r.failureMessage))}::text[])
       AS v(id, status, code, message)
-    WHERE o.id = v.id AND o.status IN ('pending', 'processing')
+    WHERE o.id = v.id AND o.status ${OPEN_STATUS}
     RETURNING o.id)`;
   const published = sql`published AS (
     INSERT INTO outbox (event_id, type, key, payload, operation_id, request_id, traceparent, created_at)

@@ -131,6 +131,9 @@ const REARM_EVERY_MS = 5_000;
 
 const jobIdOf = (d: { id: string; generation: number }) => `${d.id}-g${d.generation}`;
 
+/** Pending deliveries, the status as a literal: the partial index webhook_deliveries_unqueued_idx then applies in a prepared statement's generic plan (src/db/sql.ts). */
+const PENDING = sql`${webhookDeliveries.status} = 'pending'`;
+
 /**
  * Enqueues again every pending delivery whose current generation was enqueued, but whose job is
  * no longer in Redis (restart without persistence, FLUSHALL, eviction), looking only at those
@@ -143,7 +146,7 @@ export async function rearmLostDeliveries(database: Database, queue: Queue<Webho
     .from(webhookDeliveries)
     .where(
       and(
-        sql`${webhookDeliveries.status} = 'pending'`, // a literal, for prepared statements' plans (src/db/sql.ts)
+        PENDING,
         eq(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation),
         lt(webhookDeliveries.updatedAt, olderThan),
       ),
@@ -178,8 +181,7 @@ export async function runDeliveryDispatcher(
       const due = await database.db
         .select({ id: webhookDeliveries.id, generation: webhookDeliveries.generation })
         .from(webhookDeliveries)
-        // A literal status: the partial index webhook_deliveries_unqueued_idx applies (src/db/sql.ts).
-        .where(and(sql`${webhookDeliveries.status} = 'pending'`, lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
+        .where(and(PENDING, lt(webhookDeliveries.enqueuedGeneration, webhookDeliveries.generation)))
         .limit(500);
       if (due.length > 0) {
         await queue.addBulk(due.map((d) => ({ name: 'deliver', data: { deliveryId: d.id }, opts: { jobId: jobIdOf(d) } })));
