@@ -1,6 +1,7 @@
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import type { Config } from '../config.ts';
 import type { Logger } from '../infra/logger.ts';
+import './kafkajs-idle-timer.ts';
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
