@@ -126,6 +126,58 @@ describe('rate limits across two API processes on one Redis', () => {
   });
 });
 
+describe('fund and transfer: limit and idempotency claim in one round trip', () => {
+  const post = (key: string, path: string, body: string, idempotencyKey?: string) =>
+    fetch(`${apiA}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
+      body,
+    });
+
+  it('a request that fails before its claim is still counted, carries RateLimit-*, and is a 429 over the limit', async () => {
+    const key = await newKey(apiA, { transfer: 2, fund: 1 });
+    const client = createLedgerlineClient({ baseUrl: apiA, apiKey: key });
+    const from = (await client.wallets.create({ currency: 'USD' })).data.id;
+
+    const malformed = await post(key, '/v1/transfers', '{"fromWalletId":', randomUUID());
+    expect(malformed.status).toBe(400);
+    expect(malformed.headers.get('ratelimit-remaining')).toBe('1');
+    const noKey = await post(key, '/v1/transfers', JSON.stringify({ fromWalletId: from, toWalletId: randomUUID(), amount: '1' }));
+    expect(noKey.status).toBe(400);
+    expect(noKey.headers.get('ratelimit-remaining')).toBe('0');
+    // Over the limit, a well-formed request and a malformed one are both refused.
+    expect((await transfer(client, from, randomUUID())).status).toBe(429);
+    const late = await post(key, '/v1/transfers', 'not json', randomUUID());
+    expect(late.status).toBe(429);
+    expect(late.headers.get('retry-after')).toMatch(/^[1-9][0-9]*$/);
+
+    // Fund: an invalid amount counts too (limit 1), then a valid fund is refused.
+    const badFund = await post(key, `/v1/wallets/${from}/fund`, JSON.stringify({ amount: '-5' }), randomUUID());
+    expect(badFund.status).toBe(400);
+    expect(badFund.headers.get('ratelimit-limit')).toBe('1');
+    expect((await attempt(client.funds.create(from, { amount: '1' }, { idempotencyKey: randomUUID() }))).status).toBe(429);
+  });
+
+  it('a refused request claims no idempotency key; an admitted one is claimed and replays', async () => {
+    const key = await newKey(apiA, { transfer: 1 });
+    const client = createLedgerlineClient({ baseUrl: apiA, apiKey: key });
+    const from = (await client.wallets.create({ currency: 'USD' })).data.id;
+    const to = (await client.wallets.create({ currency: 'USD' })).data.id;
+    const idemKeys = async () => (await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`)).length;
+
+    const first = randomUUID();
+    const body = JSON.stringify({ fromWalletId: from, toWalletId: to, amount: '1' });
+    const before = await idemKeys();
+    expect((await post(key, '/v1/transfers', body, first)).status).toBe(202);
+    expect(await idemKeys()).toBe(before + 1);
+    const refused = await post(key, '/v1/transfers', body, randomUUID());
+    expect(refused.status).toBe(429);
+    expect(await idemKeys()).toBe(before + 1);
+    // A retry of the admitted request is counted like any request: over the limit it is refused too.
+    expect((await post(key, '/v1/transfers', body, first)).status).toBe(429);
+  });
+});
+
 describe('the window slides', () => {
   let c: string;
   let d: string;
@@ -178,6 +230,10 @@ describe('Redis down', () => {
       expect(created[0].response.headers.get('ratelimit-limit')).toBeNull();
       const read = await client.wallets.get(created[1].data.id);
       expect(read.data.currency).toBe('EUR');
+      // A transfer's limit and claim share one script: with Redis away it is accepted on Postgres alone.
+      const moved = await client.transfers.create({ fromWalletId: created[0].data.id, toWalletId: created[1].data.id, amount: '1' }, { idempotencyKey: randomUUID() });
+      expect(moved.response.status).toBe(202);
+      expect(moved.response.headers.get('ratelimit-limit')).toBeNull();
       child.kill('SIGKILL');
     } finally {
       redis.kill('SIGKILL');

@@ -5,7 +5,8 @@ import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, I
 import { operationView } from '../domain/operation-view.ts';
 import type { ApiContext } from './context.ts';
 import { requireClient } from './auth.ts';
-import { requestHash, type StoredResponse } from './idempotency.ts';
+import { requestHash, type BeginResult, type StoredResponse } from './idempotency.ts';
+import { decide } from './rate-limit.ts';
 import { IDEMPOTENCY_KEY } from './schemas.ts';
 
 export function idempotencyKeyOf(req: Request): string {
@@ -30,10 +31,23 @@ function send(res: Response, response: StoredResponse, replayed: boolean): void 
 }
 
 /**
+ * Claims the idempotency key in Redis; with the request's rate limit in the same round trip
+ * when the middleware left it to us (rate-limit.ts), throwing 429 when the limit refuses it.
+ */
+async function claimKey(ctx: ApiContext, req: Request, clientId: string, idempotencyKey: string, hash: string): Promise<BeginResult> {
+  const limit = req.deferredRateLimit;
+  if (!limit || limit.counted) return ctx.idempotency.begin(clientId, idempotencyKey, hash);
+  const { window, claim } = await ctx.idempotency.countAndBegin(limit.ticket, clientId, idempotencyKey, hash);
+  limit.counted = true;
+  if (window) limit.apply(decide(limit.ticket, window));
+  return claim;
+}
+
+/**
  * Accepts a fund or transfer: the request is validated before this is called; here the key is
- * claimed in Redis, then the batched accept (accept-batcher.ts) checks the client's wallet,
- * commits the operation in its shard (Postgres decides duplicates) and enqueues its settlement,
- * and 202 is answered.
+ * claimed in Redis (with the rate limit, in one round trip), then the batched accept
+ * (accept-batcher.ts) checks the client's wallet, commits the operation in its shard (Postgres
+ * decides duplicates) and enqueues its settlement, and 202 is answered.
  * A request that fails before the commit releases the key, so a corrected retry can use it.
  */
 export async function acceptOperation(
@@ -50,7 +64,7 @@ export async function acceptOperation(
 ): Promise<void> {
   const client = requireClient(req);
   const hash = requestHash(spec.route, spec.canonical);
-  const claim = await ctx.idempotency.begin(client.id, spec.idempotencyKey, hash);
+  const claim = await claimKey(ctx, req, client.id, spec.idempotencyKey, hash);
   if (claim.kind === 'replay') return send(res, claim.response, true);
   if (claim.kind === 'in_flight') throw new IdempotencyKeyInFlight();
   if (claim.kind === 'reused') throw new IdempotencyKeyReused();

@@ -100,11 +100,15 @@ export function createApp(ctx: ApiContext): express.Express {
     throw new HttpProblem('not_found', `no route for ${req.method} ${req.path}`);
   });
 
-  const onError: ErrorRequestHandler = (err: unknown, req, res, _next) => {
+  const onError: ErrorRequestHandler = async (failure: unknown, req, res, _next) => {
     if (res.headersSent) {
       res.destroy();
       return;
     }
+    let err = failure;
+    // A fund or transfer that failed before its claim is counted now (rate-limit.ts): it costs
+    // quota and carries RateLimit-* like any other answer, and over the limit it is a 429.
+    if (req.deferredRateLimit && !req.deferredRateLimit.counted) await req.deferredRateLimit.take().catch((refused: unknown) => (err = refused));
     if (err instanceof HttpProblem) {
       return sendProblem(res, err.code, err.detail, { ...(err.errors ? { errors: err.errors } : {}), headers: err.headers });
     }

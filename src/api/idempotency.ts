@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../infra/logger.ts';
+import { SLIDING_WINDOW_STEP, type RateLimitTicket, type SlidingWindowReply } from './rate-limit.ts';
 
 export interface StoredResponse {
   status: number;
@@ -28,6 +29,14 @@ local v = redis.call('GET', KEYS[1])
 if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+// The rate-limit step, then the claim (SET NX GET) only if the request was admitted: a refused
+// request claims nothing. KEYS[1] the window, KEYS[2] the key's record; ARGV[4] the in-flight
+// marker, ARGV[5] its time to live in ms.
+const COUNT_AND_CLAIM = `${SLIDING_WINDOW_STEP}
+local previous = false
+if allowed == 1 then previous = redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5], 'NX', 'GET') end
+return {allowed, count, reset, previous}`;
+
 /**
  * The fast path of idempotency in Redis: one atomic SET NX GET per request tells a new key
  * from an in-flight one, a finished one (replayed) or one reused with another body. Postgres
@@ -39,7 +48,9 @@ export class IdempotencyStore {
     private readonly prefix: string,
     private readonly ttlSeconds: number,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    redis.defineCommand('llCountAndClaim', { numberOfKeys: 2, lua: COUNT_AND_CLAIM });
+  }
 
   private keyOf(clientId: string, idempotencyKey: string): string {
     const digest = createHash('sha256').update(idempotencyKey).digest('base64url');
@@ -48,25 +59,48 @@ export class IdempotencyStore {
 
   async begin(clientId: string, idempotencyKey: string, requestHash: string): Promise<BeginResult> {
     const token = randomUUID();
-    const marker: Record_ = { h: requestHash, s: 'in_flight', t: token };
     let previous: string | null;
     try {
-      previous = (await this.redis.set(
-        this.keyOf(clientId, idempotencyKey),
-        JSON.stringify(marker),
-        'PX',
-        IN_FLIGHT_TTL_MS,
-        'NX',
-        'GET',
-      )) as string | null;
+      previous = (await this.redis.set(this.keyOf(clientId, idempotencyKey), marker(requestHash, token), 'PX', IN_FLIGHT_TTL_MS, 'NX', 'GET')) as
+        | string
+        | null;
     } catch (err) {
       this.logger.warn({ err }, 'idempotency fast path unavailable; relying on Postgres');
       return { kind: 'unavailable' };
     }
-    if (previous === null) return { kind: 'new', token };
-    const record = JSON.parse(previous) as Record_;
-    if (record.h !== requestHash) return { kind: 'reused' };
-    return record.s === 'done' ? { kind: 'replay', response: record.r } : { kind: 'in_flight' };
+    return claimOf(previous, requestHash, token);
+  }
+
+  /**
+   * `begin` and the request's rate limit in one round trip (one script). The claim is made only
+   * when the limit admits the request; `window` is undefined when Redis is unavailable (the
+   * limiter fails open, the claim falls back to Postgres).
+   */
+  async countAndBegin(
+    ticket: RateLimitTicket,
+    clientId: string,
+    idempotencyKey: string,
+    requestHash: string,
+  ): Promise<{ window: SlidingWindowReply | undefined; claim: BeginResult }> {
+    const token = randomUUID();
+    const run = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<[number, number, number, string | null]>>).llCountAndClaim!.bind(
+      this.redis,
+    );
+    try {
+      const [allowed, count, reset, previous] = await run(
+        ticket.key,
+        this.keyOf(clientId, idempotencyKey),
+        ticket.limit,
+        ticket.windowMs,
+        ticket.member,
+        marker(requestHash, token),
+        IN_FLIGHT_TTL_MS,
+      );
+      return { window: [allowed, count, reset], claim: allowed === 1 ? claimOf(previous, requestHash, token) : { kind: 'unavailable' } };
+    } catch (err) {
+      this.logger.warn({ err }, 'idempotency fast path unavailable; relying on Postgres');
+      return { window: undefined, claim: { kind: 'unavailable' } };
+    }
   }
 
   /** Stores the first response so a retry replays it; kept for IDEMPOTENCY_TTL_SECONDS. */
@@ -83,6 +117,15 @@ export class IdempotencyStore {
       .eval(RELEASE, 1, this.keyOf(clientId, idempotencyKey), token)
       .catch((err: unknown) => this.logger.warn({ err }, 'could not release idempotency key'));
   }
+}
+
+const marker = (requestHash: string, token: string) => JSON.stringify({ h: requestHash, s: 'in_flight', t: token } satisfies Record_);
+
+function claimOf(previous: string | null, requestHash: string, token: string): BeginResult {
+  if (previous === null) return { kind: 'new', token };
+  const record = JSON.parse(previous) as Record_;
+  if (record.h !== requestHash) return { kind: 'reused' };
+  return record.s === 'done' ? { kind: 'replay', response: record.r } : { kind: 'in_flight' };
 }
 
 /** SHA-256 of a canonical request (route and parsed body, fixed key order). */

@@ -33,27 +33,28 @@ export function defaultRateLimits(config: Config): Record<RateLimitClass, number
  * Sliding-window log, atomic in one script: drop entries older than the window, count, add
  * this request if under the limit. Time comes from Redis (TIME), so API processes with skewed
  * clocks share one timeline. Only admitted requests are logged, so a key holds at most `limit`
- * members. Returns {allowed, count, msUntilOldestLeaves}.
+ * members. Leaves `allowed`, `count` and `reset` (ms until the oldest leaves) in Lua locals;
+ * KEYS[1] is the window, ARGV[1..3] the limit, the window in ms and this request's member.
+ * The accept routes run it in one script with their idempotency claim (idempotency.ts).
  */
-const SLIDING_WINDOW = `
-local key = KEYS[1]
+export const SLIDING_WINDOW_STEP = `
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0
 if count < limit then
-  redis.call('ZADD', key, now, ARGV[3])
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
   count = count + 1
   allowed = 1
 end
-redis.call('PEXPIRE', key, window)
+redis.call('PEXPIRE', KEYS[1], window)
 local reset = window
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if oldest[2] then reset = tonumber(oldest[2]) + window - now end
-return {allowed, count, reset}`;
+`;
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -62,6 +63,17 @@ export interface RateLimitDecision {
   /** Seconds until the oldest counted request leaves the window (a slot frees). */
   resetSeconds: number;
 }
+
+/** One request's place in a sliding window: the script's key and arguments. */
+export interface RateLimitTicket {
+  key: string;
+  limit: number;
+  windowMs: number;
+  member: string;
+}
+
+/** What the sliding-window step returned: allowed (1/0), count, ms until a slot frees. */
+export type SlidingWindowReply = [number, number, number];
 
 /**
  * Per API key and class sliding-window limiter in Redis, shared by every API process.
@@ -78,28 +90,64 @@ export class RateLimiter {
     private readonly prefix: string,
     private readonly windowSeconds: number,
   ) {
-    redis.defineCommand('llSlidingWindow', { numberOfKeys: 1, lua: SLIDING_WINDOW });
+    redis.defineCommand('llSlidingWindow', { numberOfKeys: 1, lua: `${SLIDING_WINDOW_STEP}return {allowed, count, reset}` });
   }
 
-  async take(clientId: string, cls: RateLimitClass, limit: number): Promise<RateLimitDecision> {
-    const member = `${Date.now()}-${randomUUID()}`; // randomUUID draws from a cached pool: no syscall per request
-    const key = `${this.prefix}:rl:${clientId}:${cls}`;
-    const run = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<[number, number, number]>>)
-      .llSlidingWindow!.bind(this.redis);
-    const [allowed, count, resetMs] = await run(key, limit, this.windowSeconds * 1000, member);
+  ticket(clientId: string, cls: RateLimitClass, limit: number): RateLimitTicket {
     return {
-      allowed: allowed === 1,
+      key: `${this.prefix}:rl:${clientId}:${cls}`,
       limit,
-      remaining: Math.max(0, limit - count),
-      resetSeconds: Math.max(1, Math.ceil(resetMs / 1000)),
+      windowMs: this.windowSeconds * 1000,
+      member: `${Date.now()}-${randomUUID()}`, // randomUUID draws from a cached pool: no syscall per request
     };
   }
+
+  async take(ticket: RateLimitTicket): Promise<RateLimitDecision> {
+    const run = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<SlidingWindowReply>>).llSlidingWindow!.bind(this.redis);
+    return decide(ticket, await run(ticket.key, ticket.limit, ticket.windowMs, ticket.member));
+  }
 }
+
+export function decide(ticket: RateLimitTicket, [allowed, count, resetMs]: SlidingWindowReply): RateLimitDecision {
+  return {
+    allowed: allowed === 1,
+    limit: ticket.limit,
+    remaining: Math.max(0, ticket.limit - count),
+    resetSeconds: Math.max(1, Math.ceil(resetMs / 1000)),
+  };
+}
+
+/**
+ * The limit of a fund or transfer request, counted later in one Redis round trip with its
+ * idempotency claim (acceptOperation), or by the error handler when the request fails before
+ * its claim (a malformed body, a missing key), so every answer is counted and carries
+ * RateLimit-* as before.
+ */
+export interface DeferredRateLimit {
+  ticket: RateLimitTicket;
+  /** Set once the request has been counted (or the limiter failed open). */
+  counted: boolean;
+  /** Sets the RateLimit-* headers; throws 429 `rate_limited` when refused. */
+  apply(decision: RateLimitDecision): void;
+  /** Counts the request on its own (fails open like the middleware), then `apply`. */
+  take(): Promise<void>;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    deferredRateLimit?: DeferredRateLimit;
+  }
+}
+
+/** Requests whose limit is counted with their idempotency claim: POST /v1/transfers and fund. */
+const countedWithClaim = (cls: RateLimitClass, path: string) => cls === 'fund' || (cls === 'transfer' && path === '/v1/transfers');
 
 /**
  * Express middleware after client auth: counts the request against its class, sets
  * `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` on every
  * limited response, and refuses with 429 `rate_limited` and `Retry-After` over the limit.
+ * A fund or transfer request is counted later, in the same Redis round trip as its idempotency
+ * claim (`DeferredRateLimit`): one hop fewer on the accept path, the same outcome.
  *
  * Redis down → fail open (requests pass without RateLimit-* headers, a warning is logged).
  * The limiter protects capacity, not money: the funds check, idempotency and the ledger rules
@@ -111,22 +159,13 @@ export function rateLimit(limiter: RateLimiter, config: Config, logger: Logger) 
   const defaults = defaultRateLimits(config);
   const policyWindow = config.RATE_LIMIT_WINDOW_SECONDS;
   let lastWarnAt = 0;
-  return async (req: Request, res: Response, next: NextFunction) => {
-    const cls = rateLimitClassOf(req.method, req.originalUrl.split('?')[0] ?? '');
-    const client = req.client;
-    if (!cls || !client) return next();
-    const override = client.rateLimits[cls];
-    const limit = typeof override === 'number' && override > 0 ? override : defaults[cls];
-    let decision: RateLimitDecision;
-    try {
-      decision = await limiter.take(client.id, cls, limit);
-    } catch (err) {
-      if (Date.now() - lastWarnAt > 10_000) {
-        lastWarnAt = Date.now();
-        logger.warn({ err }, 'rate limiter unavailable; failing open');
-      }
-      return next();
+  const failOpen = (err: unknown) => {
+    if (Date.now() - lastWarnAt > 10_000) {
+      lastWarnAt = Date.now();
+      logger.warn({ err }, 'rate limiter unavailable; failing open');
     }
+  };
+  const apply = (res: Response, cls: RateLimitClass, decision: RateLimitDecision) => {
     res.setHeader('RateLimit-Limit', String(decision.limit));
     res.setHeader('RateLimit-Remaining', String(decision.remaining));
     res.setHeader('RateLimit-Reset', String(decision.resetSeconds));
@@ -139,6 +178,39 @@ export function rateLimit(limiter: RateLimiter, config: Config, logger: Logger) 
         { 'Retry-After': String(decision.resetSeconds) },
       );
     }
+  };
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const path = req.originalUrl.split('?')[0] ?? '';
+    const cls = rateLimitClassOf(req.method, path);
+    const client = req.client;
+    if (!cls || !client) return next();
+    const override = client.rateLimits[cls];
+    const ticket = limiter.ticket(client.id, cls, typeof override === 'number' && override > 0 ? override : defaults[cls]);
+    if (countedWithClaim(cls, path)) {
+      const deferred: DeferredRateLimit = {
+        ticket,
+        counted: false,
+        apply: (decision) => {
+          deferred.counted = true;
+          apply(res, cls, decision);
+        },
+        take: async () => {
+          deferred.counted = true;
+          const decision = await limiter.take(ticket).catch((err: unknown) => void failOpen(err));
+          if (decision) apply(res, cls, decision);
+        },
+      };
+      req.deferredRateLimit = deferred;
+      return next();
+    }
+    let decision: RateLimitDecision;
+    try {
+      decision = await limiter.take(ticket);
+    } catch (err) {
+      failOpen(err);
+      return next();
+    }
+    apply(res, cls, decision);
     next();
   };
 }
