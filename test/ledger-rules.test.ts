@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyEntries, planTransfer, type WalletState } from '../src/domain/ledger.ts';
 import { parseAmountMinor } from '../src/domain/money.ts';
-import { logicalShardOf, newIdInShard } from '../src/domain/ids.ts';
+import { isUuid, logicalShardOf, newIdInShard, newTimeOrderedId } from '../src/domain/ids.ts';
 
 const wallet = (id: string, balance: bigint, extra: Partial<WalletState> = {}): WalletState => ({
   id,
@@ -25,14 +25,28 @@ describe('money', () => {
 });
 
 describe('ids', () => {
-  it('puts any shard in the first byte of a valid v4 UUID', () => {
+  it('puts any shard in the first byte of a valid version 8 UUID; ids of a shard grow with time', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 255 }), (shard) => {
-        const id = newIdInShard(shard);
-        expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      fc.property(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 2 ** 40 - 2 }), (shard, ms) => {
+        const id = newIdInShard(shard, ms);
+        expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        expect(isUuid(id)).toBe(true);
         expect(logicalShardOf(id)).toBe(shard);
+        expect(newIdInShard(shard, ms + 1) > id).toBe(true);
       }),
     );
+  });
+
+  it('makes version 7 UUIDs that sort by their millisecond, and never repeats', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 47 }), (ms) => {
+        const id = newTimeOrderedId(ms);
+        expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        expect(newTimeOrderedId(ms + 1) > id).toBe(true);
+      }),
+    );
+    const many = Array.from({ length: 20_000 }, () => newTimeOrderedId(0));
+    expect(new Set(many).size).toBe(many.length);
   });
 });
 

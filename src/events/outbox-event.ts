@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newTimeOrderedId } from '../domain/ids.ts';
 
 export const EVENT_TYPES = [
   'wallet.created',
@@ -25,5 +25,5 @@ export function outboxEvent(
   payload: object,
   operationId: string | null = null,
 ): OutboxInsert {
-  return { eventId: randomUUID(), type, key, payload: { ...payload }, operationId };
+  return { eventId: newTimeOrderedId(), type, key, payload: { ...payload }, operationId };
 }

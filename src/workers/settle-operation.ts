@@ -8,6 +8,7 @@ import { ledgerEntries, operations, wallets } from '../db/schema.ts';
 import { planFund, planTransfer, type Plan, type PlannedEntry, type WalletState } from '../domain/ledger.ts';
 import { operationView } from '../domain/operation-view.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
+import { newTimeOrderedId } from '../domain/ids.ts';
 
 export type SettleResult =
   | { outcome: 'missing' }
@@ -77,7 +78,7 @@ export async function writeEntries(
         .where(eq(wallets.id, wallet.id));
     }
     rows.push({
-      id: randomUUID(),
+      id: newTimeOrderedId(),
       operationId,
       walletId: entry.walletId,
       leg: entry.leg,
@@ -175,7 +176,7 @@ export async function settleOperations(
               wallet.updatedAt = now;
               balanceAfter = wallet.balance;
             }
-            entries.push({ id: randomUUID(), operationId: op.id, walletId: entry.walletId, leg: entry.leg, amount: entry.amountMinor, balanceAfter });
+            entries.push({ id: newTimeOrderedId(), operationId: op.id, walletId: entry.walletId, leg: entry.leg, amount: entry.amountMinor, balanceAfter });
           }
         }
         settled.push({ op, outcome: plan.ok ? { ok: true } : { ok: false, code: plan.code, message: plan.message } });
