@@ -1,4 +1,4 @@
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 
 export const LOGICAL_SHARDS = 256;
 
@@ -27,35 +27,47 @@ export function newWalletId(): string {
  * `newTimeOrderedId`). Not a timestamp to read back: the 40 bits wrap every 35 years.
  */
 export function newIdInShard(shard: number, now = Date.now()): string {
-  return uuidOf(`${(shard & 0xff).toString(16).padStart(2, '0')}${(now % 2 ** 40).toString(16).padStart(10, '0')}`, 8);
+  return uuidOf(`${SHARD_HEX[shard & 0xff]}${timeHex(shardTime, now % 2 ** 40, 10)}`, '8');
 }
-
-const POOL_IDS = 256;
-const pool = Buffer.alloc(POOL_IDS * 10);
-let pooled = POOL_IDS;
 
 /**
  * An RFC 9562 version 7 id: 48 bits of Unix milliseconds, then 74 random bits. For rows that
  * are only ever appended (ledger entries, outbox events): their unique indexes then grow at the
  * right edge, as `seq` does, instead of touching a random leaf page per insert, which in Postgres
  * also means a full-page image in the WAL for each leaf first touched after a checkpoint.
- * Random bits come from a pool refilled 256 ids at a time (as `randomUUID` does).
  */
 export function newTimeOrderedId(now = Date.now()): string {
-  return uuidOf(now.toString(16).padStart(12, '0'), 7);
+  return uuidOf(timeHex(unixTime, now, 12), '7');
+}
+
+const SHARD_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+// The variant (10 in the top two bits) for each random hex digit: two of its bits stay random.
+const VARIANT: Record<string, string> = Object.fromEntries([...'0123456789abcdef'].map((c, i) => [c, '89ab'[i % 4]!]));
+const POOL_IDS = 512;
+let pool = '';
+let at = 0;
+const shardTime = { ms: -1, hex: '' };
+const unixTime = { ms: -1, hex: '' };
+
+/** `ms` as `digits` hex digits, computed once per millisecond (ids come in bursts). */
+function timeHex(last: { ms: number; hex: string }, ms: number, digits: number): string {
+  if (last.ms !== ms) {
+    last.ms = ms;
+    last.hex = ms.toString(16).padStart(digits, '0');
+  }
+  return last.hex;
 }
 
 /**
  * A UUID string: the given 12 hex digits (48 bits), the version digit, then 74 random bits with
- * the RFC 9562 variant (10) in the top bits of the 17th digit.
+ * the RFC 9562 variant. Random digits come from a pool refilled 512 ids at a time, as
+ * `randomUUID` does, so an id costs no syscall and no buffer.
  */
-function uuidOf(first48: string, version: 7 | 8): string {
-  if (pooled === POOL_IDS) {
-    randomFillSync(pool);
-    pooled = 0;
+function uuidOf(first48: string, version: '7' | '8'): string {
+  if (at === pool.length) {
+    pool = randomBytes(POOL_IDS * 10).toString('hex');
+    at = 0;
   }
-  const r = pool.subarray(pooled * 10, ++pooled * 10);
-  const hex = r.toString('hex');
-  const variant = ((r[2]! & 0x3f) | 0x80).toString(16);
-  return `${first48.slice(0, 8)}-${first48.slice(8, 12)}-${version}${hex.slice(0, 3)}-${variant}${hex.slice(6, 8)}-${hex.slice(8, 20)}`;
+  const r = pool.slice(at, (at += 20));
+  return `${first48.slice(0, 8)}-${first48.slice(8, 12)}-${version}${r.slice(0, 3)}-${VARIANT[r[3]!]}${r.slice(4, 7)}-${r.slice(7, 19)}`;
 }
