@@ -42,6 +42,8 @@ const env = {
   ADMIN_TOKEN: ADMIN,
   DATABASE_URL: `${PG}/${DB}`,
   REDIS_PREFIX: `profile:${process.pid}`,
+  // Its own topic: the shared mock broker's default topic feeds `npm start`'s consumers.
+  KAFKA_TOPIC: 'bench.events',
   PG_POOL_MAX: '20',
   PORT: '3790',
   ...TUNABLES,

@@ -61,6 +61,8 @@ function env(extra: Record<string, string>): NodeJS.ProcessEnv {
     ADMIN_TOKEN: ADMIN,
     DATABASE_URL: `${PG}/${DB}`,
     REDIS_PREFIX: `bench:${process.pid}`,
+    // Its own topic: the shared mock broker's default topic feeds `npm start`'s consumers.
+    KAFKA_TOPIC: 'bench.events',
     PG_POOL_MAX: '20',
     ...TUNABLES,
     ...extra,

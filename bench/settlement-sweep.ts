@@ -99,6 +99,7 @@ async function drain(point: Point): Promise<{ perSecond: number; seconds: number
     LOG_LEVEL: 'warn',
     DATABASE_URL: URL_,
     REDIS_PREFIX: prefix,
+    KAFKA_TOPIC: 'bench.events', // not the default topic, which `npm start`'s consumers read
     RECONCILE_PENDING_AFTER_MS: '600000',
     ...Object.fromEntries(Object.entries(point).filter(([k]) => k !== 'jobs').map(([k, v]) => [k, String(v)])),
   };
