@@ -39,7 +39,8 @@ return {allowed, count, reset, previous}`;
 
 /**
  * The fast path of idempotency in Redis: one atomic SET NX GET per request tells a new key
- * from an in-flight one, a finished one (replayed) or one reused with another body. Postgres
+ * from an in-flight one, a finished one (replayed) or one reused with another body (for fund
+ * and transfer, in the same script as the request's rate limit: `countAndBegin`). Postgres
  * (UNIQUE client+key on operations) remains the truth when Redis has lost the key.
  */
 export class IdempotencyStore {
@@ -59,11 +60,10 @@ export class IdempotencyStore {
 
   async begin(clientId: string, idempotencyKey: string, requestHash: string): Promise<BeginResult> {
     const token = randomUUID();
+    const key = this.keyOf(clientId, idempotencyKey);
     let previous: string | null;
     try {
-      previous = (await this.redis.set(this.keyOf(clientId, idempotencyKey), marker(requestHash, token), 'PX', IN_FLIGHT_TTL_MS, 'NX', 'GET')) as
-        | string
-        | null;
+      previous = (await this.redis.set(key, marker(requestHash, token), 'PX', IN_FLIGHT_TTL_MS, 'NX', 'GET')) as string | null;
     } catch (err) {
       this.logger.warn({ err }, 'idempotency fast path unavailable; relying on Postgres');
       return { kind: 'unavailable' };
@@ -96,6 +96,7 @@ export class IdempotencyStore {
         marker(requestHash, token),
         IN_FLIGHT_TTL_MS,
       );
+      // A refused request claimed nothing; its caller answers 429 without looking at the claim.
       return { window: [allowed, count, reset], claim: allowed === 1 ? claimOf(previous, requestHash, token) : { kind: 'unavailable' } };
     } catch (err) {
       this.logger.warn({ err }, 'idempotency fast path unavailable; relying on Postgres');
