@@ -3,17 +3,28 @@ import type { Logger } from '../infra/logger.ts';
 
 export const operationSettledChannel = (prefix: string) => `${prefix}:operation-settled`;
 
+/** How long the subscription outlives the last waiter (long polls tend to come in runs). */
+const IDLE_UNSUBSCRIBE_MS = 30_000;
+
 /**
  * Wakes long-polling requests when a worker announces that operations settled (Redis
  * pub/sub). A notice may be lost, so callers also re-read on a short timer.
+ *
+ * Subscribed only while someone waits (and `idleMs` after): workers announce every settled
+ * batch, and an API process nobody long-polls need not wake for each one. When a subscription
+ * starts, the waiters are woken once to re-read, since a notice sent before it took effect
+ * was not received.
  */
 export class OperationWaiter {
   private readonly waiting = new Map<string, Set<() => void>>();
+  private subscribed: Promise<void> | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly subscriber: Redis,
     private readonly channel: string,
-    logger: Logger,
+    private readonly logger: Logger,
+    private readonly idleMs = IDLE_UNSUBSCRIBE_MS,
   ) {
     // A notice names one operation, or several separated by commas (a settled batch).
     subscriber.on('message', (_channel: string, message: string) => {
@@ -24,12 +35,11 @@ export class OperationWaiter {
         for (const wake of set) wake();
       }
     });
-    subscriber.subscribe(channel).catch((err: unknown) => logger.warn({ err }, 'cannot subscribe to settlements'));
   }
 
   /** Resolves when the operation is announced, after `timeoutMs`, or when `signal` aborts. */
   wait(operationId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
+    const woken = new Promise<void>((resolve) => {
       let set = this.waiting.get(operationId);
       if (!set) {
         set = new Set();
@@ -41,17 +51,50 @@ export class OperationWaiter {
         const current = this.waiting.get(operationId);
         current?.delete(done);
         if (current && current.size === 0) this.waiting.delete(operationId);
+        if (this.waiting.size === 0) this.unsubscribeWhenIdle();
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
       signal?.addEventListener('abort', done);
       set.add(done);
     });
+    this.subscribe();
+    return woken;
+  }
+
+  private subscribe(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.subscribed ??= this.subscriber.subscribe(this.channel).then(
+      () => {
+        for (const set of [...this.waiting.values()]) for (const wake of [...set]) wake();
+      },
+      (err: unknown) => {
+        this.subscribed = undefined;
+        this.logger.warn({ err }, 'cannot subscribe to settlements');
+      },
+    );
+  }
+
+  private unsubscribeWhenIdle(): void {
+    if (this.idleTimer || !this.subscribed) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.waiting.size > 0 || !this.subscribed) return;
+      this.subscribed = undefined;
+      this.subscriber.unsubscribe(this.channel).catch(() => {});
+    }, this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  /** Subscribed now (or subscribing): for tests and diagnostics. */
+  get listening(): boolean {
+    return this.subscribed !== undefined;
   }
 
   async close(): Promise<void> {
-    for (const set of this.waiting.values()) for (const wake of set) wake();
+    for (const set of [...this.waiting.values()]) for (const wake of [...set]) wake();
+    clearTimeout(this.idleTimer);
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());
   }
 }
-
