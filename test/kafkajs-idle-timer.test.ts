@@ -28,7 +28,8 @@ async function shortTimersWhileIdle(ms: number): Promise<number> {
 it('an idle producer after a send arms no 1 ms timers', async () => {
   await producer.connect();
   await producer.send({ topic: `idle-timer-${process.pid}`, acks: -1, messages: [{ value: 'x' }] });
-  expect(await shortTimersWhileIdle(300)).toBe(0);
+  // The loop arms ~600 in 300 ms; allow a few from anything else that happens to run meanwhile.
+  expect(await shortTimersWhileIdle(300)).toBeLessThan(10);
 });
 
 it('the fix leaves a queue with requests waiting, or throttled, to kafkajs', async () => {
