@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../infra/logger.ts';
+import { defineScript } from '../infra/redis.ts';
 import { SLIDING_WINDOW_STEP, type RateLimitTicket, type SlidingWindowReply } from './rate-limit.ts';
 
 export interface StoredResponse {
@@ -44,13 +45,15 @@ return {allowed, count, reset, previous}`;
  * (UNIQUE client+key on operations) remains the truth when Redis has lost the key.
  */
 export class IdempotencyStore {
+  private readonly countAndClaim: (...keysThenArgs: (string | number)[]) => Promise<[...SlidingWindowReply, string | null]>;
+
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
     private readonly ttlSeconds: number,
     private readonly logger: Logger,
   ) {
-    redis.defineCommand('llCountAndClaim', { numberOfKeys: 2, lua: COUNT_AND_CLAIM });
+    this.countAndClaim = defineScript(redis, 'llCountAndClaim', 2, COUNT_AND_CLAIM);
   }
 
   private keyOf(clientId: string, idempotencyKey: string): string {
@@ -83,11 +86,8 @@ export class IdempotencyStore {
     requestHash: string,
   ): Promise<{ window: SlidingWindowReply | undefined; claim: BeginResult }> {
     const token = randomUUID();
-    const run = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<[number, number, number, string | null]>>).llCountAndClaim!.bind(
-      this.redis,
-    );
     try {
-      const [allowed, count, reset, previous] = await run(
+      const [allowed, count, reset, previous] = await this.countAndClaim(
         ticket.key,
         this.keyOf(clientId, idempotencyKey),
         ticket.limit,

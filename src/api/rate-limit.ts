@@ -3,6 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
 import type { Logger } from '../infra/logger.ts';
+import { defineScript } from '../infra/redis.ts';
 import { HttpProblem } from './problem.ts';
 
 export const RATE_LIMIT_CLASSES = ['createWallet', 'fund', 'transfer', 'read', 'webhooks'] as const;
@@ -85,12 +86,14 @@ export type SlidingWindowReply = [number, number, number];
  * the defaults. Keys with huge overrides (benchmarks) cost one member per admitted request.
  */
 export class RateLimiter {
+  private readonly slidingWindow: (...keysThenArgs: (string | number)[]) => Promise<SlidingWindowReply>;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly prefix: string,
     private readonly windowSeconds: number,
   ) {
-    redis.defineCommand('llSlidingWindow', { numberOfKeys: 1, lua: `${SLIDING_WINDOW_STEP}return {allowed, count, reset}` });
+    this.slidingWindow = defineScript(redis, 'llSlidingWindow', 1, `${SLIDING_WINDOW_STEP}return {allowed, count, reset}`);
   }
 
   ticket(clientId: string, cls: RateLimitClass, limit: number): RateLimitTicket {
@@ -103,8 +106,7 @@ export class RateLimiter {
   }
 
   async take(ticket: RateLimitTicket): Promise<RateLimitDecision> {
-    const run = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<SlidingWindowReply>>).llSlidingWindow!.bind(this.redis);
-    return decide(ticket, await run(ticket.key, ticket.limit, ticket.windowMs, ticket.member));
+    return decide(ticket, await this.slidingWindow(ticket.key, ticket.limit, ticket.windowMs, ticket.member));
   }
 }
 

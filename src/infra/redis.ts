@@ -19,3 +19,19 @@ export function createFastFailRedis(config: Pick<Config, 'REDIS_URL'>, extra: Re
 export function createBlockingRedis(config: Pick<Config, 'REDIS_URL'>): Redis {
   return new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 }
+
+/**
+ * Registers a Lua script on `redis` (EVALSHA, falling back to EVAL once per connection) and
+ * returns a typed function that runs it: the first `numberOfKeys` arguments are its KEYS, the
+ * rest its ARGV.
+ */
+export function defineScript<Reply>(
+  redis: Redis,
+  name: string,
+  numberOfKeys: number,
+  lua: string,
+): (...keysThenArgs: (string | number)[]) => Promise<Reply> {
+  redis.defineCommand(name, { numberOfKeys, lua });
+  const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<Reply>>)[name]!;
+  return (...keysThenArgs) => command.apply(redis, keysThenArgs);
+}
