@@ -17,6 +17,7 @@ import { retryOnConflict } from './errors.ts';
 import type { Logger } from '../infra/logger.ts';
 import { shardAssignments, shardMoves } from './schema.ts';
 import type { ShardRouter } from './shard-router.ts';
+import { newTimeOrderedId } from '../domain/ids.ts';
 
 /** `col` is in logical shard $1. */
 const inShard = (col: string) => `get_byte(uuid_send(${col}), 0) = $1`;
@@ -116,7 +117,7 @@ async function writeMoveEntries(c: pg.PoolClient, moveId: string, side: 'into' |
     await c.query(
       `INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, created_at)
        VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (operation_id, wallet_id, leg) DO NOTHING`,
-      [randomUUID(), moveIdFor(moveId, currency), account, amount < 0n ? 'debit' : 'credit', amount.toString()],
+      [newTimeOrderedId(), moveIdFor(moveId, currency), account, amount < 0n ? 'debit' : 'credit', amount.toString()],
     );
   }
 }
