@@ -29,6 +29,9 @@ export async function waitHttp(url: string): Promise<void> {
   throw new Error(`${url} did not come up`);
 }
 
+/** The bench tools' Kafka topic: the shared mock broker's default topic feeds `npm start`'s consumers. */
+export const BENCH_TOPIC = 'bench.events';
+
 /** The batch, pool and relay tunables in this environment (SETTLE_BATCH_MAX=1024 npm run bench), for the processes a bench starts. */
 export const TUNABLES: Record<string, string> = Object.fromEntries(
   Object.entries(process.env).filter((e): e is [string, string] =>

@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
-import { freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
+import { BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 
 const { values: opt } = parseArgs({
@@ -42,8 +42,7 @@ const env = {
   ADMIN_TOKEN: ADMIN,
   DATABASE_URL: `${PG}/${DB}`,
   REDIS_PREFIX: `profile:${process.pid}`,
-  // Its own topic: the shared mock broker's default topic feeds `npm start`'s consumers.
-  KAFKA_TOPIC: 'bench.events',
+  KAFKA_TOPIC: BENCH_TOPIC,
   PG_POOL_MAX: '20',
   PORT: '3790',
   ...TUNABLES,

@@ -23,7 +23,7 @@ import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
-import { freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
+import { BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 
 const { values: opt } = parseArgs({
@@ -61,8 +61,7 @@ function env(extra: Record<string, string>): NodeJS.ProcessEnv {
     ADMIN_TOKEN: ADMIN,
     DATABASE_URL: `${PG}/${DB}`,
     REDIS_PREFIX: `bench:${process.pid}`,
-    // Its own topic: the shared mock broker's default topic feeds `npm start`'s consumers.
-    KAFKA_TOPIC: 'bench.events',
+    KAFKA_TOPIC: BENCH_TOPIC,
     PG_POOL_MAX: '20',
     ...TUNABLES,
     ...extra,

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import pg from 'pg';
 import { transferOnce } from './baselines/ledger-transaction.ts';
-import { freshDatabase, pairPicker, seedOpeningBalances } from './ledger-setup.ts';
+import { BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances } from './ledger-setup.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -99,7 +99,7 @@ async function drain(point: Point): Promise<{ perSecond: number; seconds: number
     LOG_LEVEL: 'warn',
     DATABASE_URL: URL_,
     REDIS_PREFIX: prefix,
-    KAFKA_TOPIC: 'bench.events', // not the default topic, which `npm start`'s consumers read
+    KAFKA_TOPIC: BENCH_TOPIC,
     RECONCILE_PENDING_AFTER_MS: '600000',
     ...Object.fromEntries(Object.entries(point).filter(([k]) => k !== 'jobs').map(([k, v]) => [k, String(v)])),
   };
