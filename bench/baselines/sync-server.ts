@@ -6,6 +6,7 @@
  */
 import express from 'express';
 import pg from 'pg';
+import { createExpressServer } from '../../src/infra/express-server.ts';
 import { transferOnce } from './ledger-transaction.ts';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.PG_POOL_MAX ?? 20) });
@@ -31,5 +32,7 @@ app.post('/transfer', async (req, res) => {
     }
   }
 });
-const server = app.listen(Number(process.env.PORT ?? 3999), '127.0.0.1', () => process.stdout.write('ready\n'));
+// The same HTTP server set-up as our API (src/infra/express-server.ts), so the comparison is
+// of the architectures, not of how express is hosted.
+const server = createExpressServer(app).listen(Number(process.env.PORT ?? 3999), '127.0.0.1', () => process.stdout.write('ready\n'));
 process.on('SIGTERM', () => server.close(() => pool.end().then(() => process.exit(0))));

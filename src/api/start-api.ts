@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import { ShardRouter } from '../db/shard-router.ts';
 import { createKafka, kafkaProbe } from '../events/kafka.ts';
 import type { Logger } from '../infra/logger.ts';
+import { createExpressServer } from '../infra/express-server.ts';
 import { concurrentConnections, observePool } from '../infra/metrics.ts';
 import { createFastFailRedis } from '../infra/redis.ts';
 import { createAcceptBatcher } from './accept-batcher.ts';
@@ -61,7 +62,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
   // HTTP_HEADERS_TIMEOUT_MS and the whole request within HTTP_REQUEST_TIMEOUT_MS (408 after),
   // checked every second. Long polls (≤ 30 s) are responses, not requests, so they are not cut.
   // Headers over node's 16 kB default answer 431 before any of our code runs.
-  const server = createServer({ connectionsCheckingInterval: 1000 }, app);
+  const server = createExpressServer(app, { connectionsCheckingInterval: 1000 });
   server.on('connection', (socket) => {
     concurrentConnections.inc();
     socket.once('close', () => concurrentConnections.dec());

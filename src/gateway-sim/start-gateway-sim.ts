@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../infra/logger.ts';
+import { createExpressServer } from '../infra/express-server.ts';
 import { GatewayLedger } from './gateway-ledger.ts';
 import { createGatewaySimApp, type GatewaySimState } from './gateway-sim-app.ts';
 
@@ -22,7 +23,7 @@ export async function startGatewaySim(
     control: { latencyMs: 0, errorRate: 0, outage: false },
     requests: { total: 0, charges: 0, byKey: new Map() },
   };
-  const server = createServer(createGatewaySimApp(state));
+  const server = createExpressServer(createGatewaySimApp(state));
   server.keepAliveTimeout = 5000;
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve) => server.listen(options.port, host, resolve));
