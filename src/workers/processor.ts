@@ -46,12 +46,16 @@ async function invalidate(deps: WorkerDeps, walletIds: readonly (string | null |
   );
 }
 
-/** Cache invalidation first, then the settlement notice that wakes long polls. */
-async function announce(deps: WorkerDeps, operationId: string, log: Logger, walletIds: readonly (string | null | undefined)[] = []): Promise<void> {
-  await invalidate(deps, walletIds, log);
-  await deps.publisher
-    .publish(operationSettledChannel(deps.redisPrefix), operationId)
-    .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
+/**
+ * Cache invalidation first, then the settlement notice that wakes long polls (`notice`: an
+ * operation id, or several separated by commas). Both are sent in the same turn on the
+ * auto-pipelined publisher: one round trip, and Redis runs them in that order.
+ */
+async function announce(deps: WorkerDeps, notice: string, log: Logger, walletIds: readonly (string | null | undefined)[] = []): Promise<void> {
+  await Promise.all([
+    invalidate(deps, walletIds, log),
+    deps.publisher.publish(operationSettledChannel(deps.redisPrefix), notice).catch((err: unknown) => log.warn({ err }, 'could not announce settlement')),
+  ]);
 }
 
 /**
@@ -191,11 +195,8 @@ async function settleBatch(_operationId: string, deps: WorkerDeps, log: Logger, 
   });
   counts.alone = alone.length;
   if (alone.length > 0) await enqueueSettlements(deps.queue, alone.map((id) => ({ id, type: 'transfer' as const })), () => false);
-  await invalidate(deps, [...new Set(touched)], log);
-  // One notice for the batch (ids separated by commas), not one per operation.
-  await deps.publisher
-    .publish(operationSettledChannel(deps.redisPrefix), operationIds.join(','))
-    .catch((err: unknown) => log.warn({ err }, 'could not announce settlement'));
+  // One notice for the batch, not one per operation.
+  await announce(deps, operationIds.join(','), log, [...new Set(touched)]);
   log.info({ operations: operationIds.length, ...counts }, 'batch settled');
   if (outage) throw outage;
   return counts;
