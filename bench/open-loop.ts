@@ -9,6 +9,8 @@ export interface OpenLoopResult {
   sent: number;
   statuses: Record<string, number>;
   errors: number;
+  /** Errors by kind (the error's code, else its message): a connection reset is not a timeout. */
+  errorKinds: Record<string, number>;
   /** Latencies of every answered request, ms from its scheduled send, sorted. */
   latenciesMs: number[];
   /** Per second of the schedule: requests answered, and their worst latency (ms); stalls show here. */
@@ -45,6 +47,7 @@ async function run(
   const perSecond = Array.from({ length: Math.ceil(durationSeconds) }, () => ({ answered: 0, maxMs: 0 }));
   const statuses: Record<string, number> = {};
   let errors = 0;
+  const errorKinds: Record<string, number> = {};
   let sent = 0;
   let answered = 0;
   const start = performance.now();
@@ -80,8 +83,10 @@ async function run(
         });
       },
     );
-    req.on('error', () => {
+    req.on('error', (err: NodeJS.ErrnoException) => {
       errors++;
+      const kind = err.code ?? err.message;
+      errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
       settle();
     });
     req.end(body);
@@ -101,5 +106,5 @@ async function run(
   });
   await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
   latencies.sort((a, b) => a - b);
-  return { sent, statuses, errors, latenciesMs: latencies, perSecond };
+  return { sent, statuses, errors, errorKinds, latenciesMs: latencies, perSecond };
 }

@@ -317,6 +317,7 @@ async function main(): Promise<void> {
     ok: open.statuses['202'] ?? 0,
     statuses: open.statuses,
     errors: open.errors,
+    errorKinds: open.errorKinds,
     latencyMs: {
       p50: round1(pct(open.latenciesMs, 50)),
       p95: round1(pct(open.latenciesMs, 95)),
@@ -498,7 +499,7 @@ ${targets(r)
 | accept (closed loop, ${r.options.connections} connections, workers stopped) | ${f(r.accept.rps)} 202/s; p50 ${r.accept.latencyMs.p50} ms, p99 ${r.accept.latencyMs.p99} ms |
 | settlement (drain of ${r.settle.operations} queued transfers, ${r.options.workers} workers) | ${f(r.settle.perSecond)} /s (${f(r.settle.seconds)} s) |
 | end to end at our maximum (closed loop, ${r.options.connections} connections, workers running) | ${f(r.endToEnd.perSecond)} /s submit → terminal (${r.endToEnd.operations} transfers); accept ${f(r.endToEnd.accept.rps)} 202/s, p50 ${r.endToEnd.accept.latencyMs.p50} ms, p99 ${r.endToEnd.accept.latencyMs.p99} ms |
-| accept at a fixed ${r.fixedRate.rate}/s (half of that maximum; open loop, evenly spaced, latency from the scheduled send, after 2 s of warm-up at that rate) | ${r.fixedRate.accept.ok}/${r.fixedRate.accept.sent} answered 202; p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms, p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
+| accept at a fixed ${r.fixedRate.rate}/s (half of that maximum; open loop, evenly spaced, latency from the scheduled send, after 2 s of warm-up at that rate) | ${r.fixedRate.accept.ok}/${r.fixedRate.accept.sent} answered 202${r.fixedRate.accept.errors ? ` (${r.fixedRate.accept.errors} failed before an answer: ${JSON.stringify(r.fixedRate.accept.errorKinds)})` : ''}; p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms, p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
 | end to end (submit → terminal) at that rate | ${f(r.fixedRate.endToEnd.perSecond)} /s; p50 ${f(r.fixedRate.endToEnd.latencyMs.p50)} ms, p95 ${f(r.fixedRate.endToEnd.latencyMs.p95)} ms, p99 ${f(r.fixedRate.endToEnd.latencyMs.p99)} ms, max ${f(r.fixedRate.endToEnd.latencyMs.max)} ms |
 | bulk: POST /v1/transfers/batch, ${BULK_CLIENTS} clients × ${BULK_SIZE} transfers, workers running | ${f(r.bulk.perSecond)} /s submit → terminal (${r.bulk.operations} transfers, ${r.bulk.batches} batches, ${r.bulk.refusedBatches} refused); accept ${f(r.bulk.acceptPerSecond)} /s, batch p50 ${r.bulk.batchLatencyMs.p50} ms, p99 ${r.bulk.batchLatencyMs.p99} ms |
 | baseline 1: synchronous express + pg, one transaction per request | ${f(r.baseline1.rps)} /s; p50 ${r.baseline1.latencyMs.p50} ms, p99 ${r.baseline1.latencyMs.p99} ms |
