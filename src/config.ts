@@ -28,7 +28,6 @@ const schema = z
     REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
     /** Prefix of every Redis key the service owns (BullMQ queues included). */
     REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]+$/).default('ledgerline'),
-    IDEMPOTENCY_TTL_SECONDS: intFrom(48 * 3600, 86_400),
 
     KAFKA_BROKERS: csv.default(['127.0.0.1:19092']),
     KAFKA_CLIENT_ID: z.string().default('ledgerline'),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { settleOperation } from '../src/workers/settle-operation.ts';
@@ -26,6 +27,27 @@ describe('Idempotency-Key', () => {
     expect(again.headers.get('location')).toBe(first.headers.get('location'));
     expect(again.body).toEqual(first.body);
     expect((await t.api.request('GET', `/v1/wallets/${a}`, { key })).body.balance).toBe('700');
+  });
+
+  it('keeps only a short-lived claim in Redis; a retry while it lives is answered from Postgres', async () => {
+    const a = await t.api.wallet(key);
+    const first = await t.api.fund(key, a, '300', 'claim-only');
+    const digest = createHash('sha256').update('claim-only').digest('base64url');
+    const [redisKey] = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*:${digest}`);
+    expect(redisKey).toBeDefined();
+    expect(JSON.parse((await t.redis.get(redisKey!))!).s).toBe('in_flight');
+    // No response is stored: the record is still the claim, and it expires within a minute.
+    const pttl = await t.redis.pttl(redisKey!);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(60_000);
+    const again = await t.api.fund(key, a, '300', 'claim-only');
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.headers.get('location')).toBe(first.headers.get('location'));
+    expect(again.body).toEqual(first.body);
+    expect(JSON.parse((await t.redis.get(redisKey!))!).s).toBe('in_flight');
+    const other = await t.api.fund(key, a, '301', 'claim-only');
+    expect(other.status).toBe(422);
   });
 
   it('refuses the same key with a different body (422), on any route', async () => {

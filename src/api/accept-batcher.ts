@@ -14,6 +14,7 @@ import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import {
   acceptOperations,
   findIdempotencyKeys,
+  findOperation,
   findOperations,
   insertIdempotencyKeys,
   insertOperations,
@@ -253,6 +254,22 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
   );
 
   return results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') });
+}
+
+/**
+ * The committed operation an idempotency key names, with the request hash it was claimed for:
+ * the key's claim in its home database, then the operation in its own. Undefined while the
+ * first request is still being recorded (or when it failed before committing).
+ */
+export async function findAccepted(
+  shards: ShardRouter,
+  clientId: string,
+  idempotencyKey: string,
+): Promise<{ requestHash: string; operation: OperationRow } | undefined> {
+  const [claim] = await findIdempotencyKeys(shards.forIdempotencyKey(clientId, idempotencyKey).db, [{ clientId, key: idempotencyKey }]);
+  if (!claim) return undefined;
+  const operation = await findOperation(shards.forId(claim.operationId).db, claim.operationId);
+  return operation && { requestHash: claim.requestHash, operation };
 }
 
 /** A transfer whose source, destination and operation share one database (a fund has no source). */

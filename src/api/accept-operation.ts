@@ -1,8 +1,8 @@
 import type { Request, Response } from 'express';
 import { operationsAccepted } from '../infra/metrics.ts';
-import type { AcceptRequest } from './accept-batcher.ts';
+import { findAccepted, type AcceptRequest } from './accept-batcher.ts';
 import { IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyMissing, IdempotencyKeyReused } from '../domain/errors.ts';
-import { operationView } from '../domain/operation-view.ts';
+import { operationView, type OperationRecord } from '../domain/operation-view.ts';
 import type { ApiContext } from './context.ts';
 import { requireClient } from './auth.ts';
 import { requestHash, type BeginResult, type StoredResponse } from './idempotency.ts';
@@ -24,6 +24,11 @@ export function traceOf(res: Response): { requestId: string | null; traceparent:
   };
 }
 
+/** The 202 of an accepted operation; a replay gets the same, rendered as it was when first accepted. */
+function acceptedResponse(operation: OperationRecord): StoredResponse {
+  return { status: 202, headers: { Location: `/v1/operations/${operation.id}` }, body: operationView(operation, true) };
+}
+
 function send(res: Response, response: StoredResponse, replayed: boolean): void {
   for (const [k, v] of Object.entries(response.headers)) res.setHeader(k, v);
   if (replayed) res.setHeader('Idempotent-Replayed', 'true');
@@ -41,6 +46,18 @@ async function claimKey(ctx: ApiContext, req: Request, clientId: string, idempot
   limit.counted = true;
   if (window) limit.apply(decide(limit.ticket, window));
   return claim;
+}
+
+/**
+ * A retry of a request whose key Redis holds as claimed with the same body: the first answer
+ * if its operation is committed (Postgres keeps the answers; Redis holds only the claim, for
+ * IN_FLIGHT_TTL_MS), else 409 in flight.
+ */
+async function replayCommitted(ctx: ApiContext, res: Response, clientId: string, idempotencyKey: string, hash: string): Promise<void> {
+  const accepted = await findAccepted(ctx.shards, clientId, idempotencyKey);
+  if (!accepted) throw new IdempotencyKeyInFlight();
+  if (accepted.requestHash !== hash) throw new IdempotencyKeyReused();
+  send(res, acceptedResponse(accepted.operation), true);
 }
 
 /**
@@ -66,7 +83,7 @@ export async function acceptOperation(
   const hash = requestHash(spec.route, spec.canonical);
   const claim = await claimKey(ctx, req, client.id, spec.idempotencyKey, hash);
   if (claim.kind === 'replay') return send(res, claim.response, true);
-  if (claim.kind === 'in_flight') throw new IdempotencyKeyInFlight();
+  if (claim.kind === 'in_flight') return replayCommitted(ctx, res, client.id, spec.idempotencyKey, hash);
   if (claim.kind === 'reused') throw new IdempotencyKeyReused();
 
   let committed = false;
@@ -80,20 +97,13 @@ export async function acceptOperation(
       ...traceOf(res),
     });
     committed = true;
-    const response: StoredResponse = {
-      status: 202,
-      headers: { Location: `/v1/operations/${operation.id}` },
-      body: operationView(operation, true),
-    };
     if (created) {
       operationsAccepted.inc({ type: operation.type });
       // Guarded: req.log makes the request's child logger on first use, which costs CPU on every accept.
       if (ctx.logger.isLevelEnabled('info')) req.log.info({ operationId: operation.id, type: operation.type }, 'operation accepted');
     }
-    // Not awaited: Redis runs this process's commands in order, so a retry through this process
-    // sees the stored response; one through another process in the meantime gets 409 in flight.
-    if (claim.kind === 'new') void ctx.idempotency.complete(client.id, spec.idempotencyKey, hash, response);
-    send(res, response, !created);
+    // Nothing more goes to Redis: a retry finds the claim and is answered from Postgres.
+    send(res, acceptedResponse(operation), !created);
   } finally {
     if (!committed && claim.kind === 'new') await ctx.idempotency.release(client.id, spec.idempotencyKey, claim.token);
   }

@@ -10,6 +10,7 @@ export interface StoredResponse {
   body: unknown;
 }
 
+// `done` records (a stored response) were written by earlier versions, kept up to 48 h: still replayed.
 type Record_ =
   | { h: string; s: 'in_flight'; t: string }
   | { h: string; s: 'done'; r: StoredResponse };
@@ -17,6 +18,7 @@ type Record_ =
 export type BeginResult =
   | { kind: 'new'; token: string }
   | { kind: 'replay'; response: StoredResponse }
+  /** Claimed with the same body: in flight, or finished (Postgres tells which). */
   | { kind: 'in_flight' }
   | { kind: 'reused' }
   /** Redis is unavailable: go on, Postgres uniqueness still decides. */
@@ -40,9 +42,12 @@ return {allowed, count, reset, previous}`;
 
 /**
  * The fast path of idempotency in Redis: one atomic SET NX GET per request tells a new key
- * from an in-flight one, a finished one (replayed) or one reused with another body (for fund
- * and transfer, in the same script as the request's rate limit: `countAndBegin`). Postgres
- * (UNIQUE client+key on operations) remains the truth when Redis has lost the key.
+ * from one already claimed with the same body or reused with another (for fund and transfer,
+ * in the same script as the request's rate limit: `countAndBegin`). The claim lives
+ * IN_FLIGHT_TTL_MS; answers are not stored here: a retry of a claimed key is answered from
+ * Postgres (its operation, or 409 while the first is still being recorded), and once the claim
+ * has expired Postgres decides alone (UNIQUE client+key), as it does when Redis lost the key.
+ * So Redis holds one small key per request for a minute, not one response per request for days.
  */
 export class IdempotencyStore {
   private readonly countAndClaim: (...keysThenArgs: (string | number)[]) => Promise<[...SlidingWindowReply, string | null]>;
@@ -50,7 +55,6 @@ export class IdempotencyStore {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly ttlSeconds: number,
     private readonly logger: Logger,
   ) {
     this.countAndClaim = defineScript(redis, 'llCountAndClaim', 2, COUNT_AND_CLAIM);
@@ -102,14 +106,6 @@ export class IdempotencyStore {
       this.logger.warn({ err }, 'idempotency fast path unavailable; relying on Postgres');
       return { window: undefined, claim: { kind: 'unavailable' } };
     }
-  }
-
-  /** Stores the first response so a retry replays it; kept for IDEMPOTENCY_TTL_SECONDS. */
-  async complete(clientId: string, idempotencyKey: string, requestHash: string, response: StoredResponse): Promise<void> {
-    const record: Record_ = { h: requestHash, s: 'done', r: response };
-    await this.redis
-      .set(this.keyOf(clientId, idempotencyKey), JSON.stringify(record), 'EX', this.ttlSeconds)
-      .catch((err: unknown) => this.logger.warn({ err }, 'could not store idempotent response'));
   }
 
   /** Frees the key after a request that did not consume it (validation, not found, outage). */

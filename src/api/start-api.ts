@@ -53,7 +53,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
     waiter,
     logger,
     accept: accepting.accept,
-    idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, config.IDEMPOTENCY_TTL_SECONDS, logger),
+    idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, logger),
     kafkaReady: kafka.check,
     rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, config.RATE_LIMIT_WINDOW_SECONDS),
     walletCache: new WalletCache(redis, config.REDIS_PREFIX, config.WALLET_CACHE_TTL_SECONDS),
