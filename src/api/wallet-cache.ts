@@ -81,6 +81,9 @@ return n`;
 /**
  * Invalidates the cached views of wallets whose row just changed. Call it after the transaction
  * that changed them has committed (before announcing the settlement), never before.
+ * It issues its command synchronously (no `await` before the eval): the worker's `announce`
+ * sends the settlement notice in the same turn on the same connection and relies on Redis
+ * running this first. A Redis Cluster would need both on one node, or the notice awaited after.
  */
 export async function invalidateWallets(redis: Redis, prefix: string, walletIds: readonly string[]): Promise<void> {
   if (walletIds.length === 0) return;
