@@ -49,3 +49,29 @@ it('subscribes on the first wait, wakes on a notice, and unsubscribes once idle'
   await waiter.wait(randomUUID(), 5000);
   expect(await subscribers()).toBe(1);
 });
+
+it('a first wait while the connection is still handshaking is woken by the next notice', async () => {
+  // ioredis writes a SUBSCRIBE issued before its ready check at once; the check's INFO then
+  // fails in subscriber mode and the connection drops, so the notice below would be missed.
+  const ownChannel = `lltest:waiter:${randomUUID()}`;
+  const connection = new Redis(url);
+  const errors: unknown[] = [];
+  connection.on('error', (err) => errors.push(err));
+  const early = new OperationWaiter(connection, ownChannel, createLogger({ LOG_LEVEL: 'error' }, 'test'), 300);
+  try {
+    const first = await new Promise<Promise<void>>((resolve) =>
+      connection.once('connect', () => resolve(early.wait(randomUUID(), 3000))),
+    );
+    await first;
+    const id = randomUUID();
+    const woken = early.wait(id, 3000);
+    await sleep(100);
+    const sent = Date.now();
+    await publisher.publish(ownChannel, id);
+    await woken;
+    expect(Date.now() - sent).toBeLessThan(1000);
+    expect(errors).toEqual([]);
+  } finally {
+    await early.close();
+  }
+});

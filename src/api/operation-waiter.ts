@@ -19,6 +19,8 @@ export class OperationWaiter {
   private readonly waiting = new Map<string, Set<() => void>>();
   private subscribed: Promise<void> | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** SUBSCRIBE and UNSUBSCRIBE go out one after another, in the order they were asked for. */
+  private commands: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly subscriber: Redis,
@@ -65,7 +67,7 @@ export class OperationWaiter {
   private subscribe(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    this.subscribed ??= this.subscriber.subscribe(this.channel).then(
+    this.subscribed ??= this.whenReady(() => this.subscriber.subscribe(this.channel)).then(
       () => {
         for (const set of [...this.waiting.values()]) for (const wake of [...set]) wake();
       },
@@ -82,9 +84,26 @@ export class OperationWaiter {
       this.idleTimer = undefined;
       if (this.waiting.size > 0 || !this.subscribed) return;
       this.subscribed = undefined;
-      this.subscriber.unsubscribe(this.channel).catch(() => {});
+      this.whenReady(() => this.subscriber.unsubscribe(this.channel)).catch(() => {});
     }, this.idleMs);
     this.idleTimer.unref();
+  }
+
+  /**
+   * Runs `command` once the connection is ready, after the commands asked for before it.
+   * ioredis writes a SUBSCRIBE issued between connecting and its ready check at once (it is
+   * allowed while Redis loads), and the check's INFO then fails on a connection already in
+   * subscriber mode: the connection is dropped and the notice missed (ioredis#2037).
+   */
+  private whenReady<T>(command: () => Promise<T>): Promise<T> {
+    const run = this.commands.then(async () => {
+      if (this.subscriber.status !== 'ready') {
+        await new Promise<void>((resolve) => this.subscriber.once('ready', () => resolve()));
+      }
+      return command();
+    });
+    this.commands = run.catch(() => {});
+    return run;
   }
 
   /** Subscribed now (or subscribing): for tests and diagnostics. */
