@@ -92,6 +92,27 @@ describe('Idempotency-Key', () => {
     expect((await t.api.fund(key, a, '41', 'forgotten')).body.code).toBe('idempotency_key_reused');
   });
 
+  it('once the claim has expired, a reused key is 422 even when the new body names a wallet that is not the client\'s', async () => {
+    const other = await t.api.adminKey('reuse-foreign');
+    const a = await t.api.wallet(key);
+    const b = await t.api.wallet(key);
+    const foreign = await t.api.wallet(other);
+    const expireClaims = async () => {
+      const claims = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`);
+      if (claims.length > 0) await t.redis.del(...claims);
+    };
+    expect((await t.api.transfer(key, a, b, '1', 'k-expired')).status).toBe(202);
+    await expireClaims();
+    for (const [from, to] of [[foreign, b], ['00000000-0000-7000-8000-000000000000', b]] as const) {
+      const reused = await t.api.transfer(key, from, to, '1', 'k-expired');
+      expect(reused.status).toBe(422);
+      expect(reused.body.code).toBe('idempotency_key_reused');
+      await expireClaims();
+    }
+    // A fresh key naming a wallet that is not the client's is still 404.
+    expect((await t.api.transfer(key, foreign, b, '1', 'k-fresh-foreign')).body.code).toBe('wallet_not_found');
+  });
+
   it('concurrent duplicates make one operation; the rest are 409 or replays', async () => {
     const a = await t.api.wallet(key);
     const b = await t.api.wallet(key);

@@ -179,7 +179,11 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
   const alive = (i: number) => results[i] === undefined;
 
   // 1. The owned wallets, one read per database.
-  const walletOf = await readOwnedWallets(shards, requests, fail);
+  const walletError: unknown[] = [];
+  const walletOf = await readOwnedWallets(shards, requests, (i, error) => (walletError[i] ??= error));
+  // A key already claimed by another request body is answered as such whatever the body names:
+  // its retries must keep getting 422, not a 404 for the wallet the new body names.
+  await failReusedKeys(shards, requests, walletError, fail);
 
   // 2. Claim the keys in their home databases: Postgres names one operation per (client, key).
   const operationIdOf: string[] = [];
@@ -254,6 +258,36 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
   );
 
   return results.map((r) => r ?? { ok: false, error: new Error('request left without an answer') });
+}
+
+/**
+ * Answers each request whose wallet check failed (`walletError[i]` set): 422 when its key is
+ * already claimed with another request hash, else that wallet error. One read per key database.
+ */
+async function failReusedKeys(
+  shards: ShardRouter,
+  requests: readonly AcceptRequest[],
+  walletError: readonly unknown[],
+  fail: (i: number, error: unknown) => void,
+): Promise<void> {
+  const failing = groupBy(requests, (r, i) => (walletError[i] === undefined ? undefined : shards.forIdempotencyKey(r.clientId, r.idempotencyKey)));
+  await Promise.all(
+    [...failing].map(async ([database, idx]) => {
+      try {
+        const keys = await findIdempotencyKeys(
+          database.db,
+          idx.map((i) => ({ clientId: requests[i]!.clientId, key: requests[i]!.idempotencyKey })),
+        );
+        const hashOf = new Map(keys.map((k) => [`${k.clientId} ${k.key}`, k.requestHash]));
+        for (const i of idx) {
+          const hash = hashOf.get(`${requests[i]!.clientId} ${requests[i]!.idempotencyKey}`);
+          fail(i, hash !== undefined && hash !== requests[i]!.requestHash ? new IdempotencyKeyReused() : walletError[i]);
+        }
+      } catch (error) {
+        for (const i of idx) fail(i, error);
+      }
+    }),
+  );
 }
 
 /**
