@@ -74,4 +74,34 @@ describe('wallet read cache', () => {
     const hit = await cache.get(id);
     expect('hit' in hit && hit.hit.view.balance).toBe('5');
   });
+  it('invalidates and then announces in one command, also after Redis has forgotten the script', async () => {
+    const { Redis } = await import('ioredis');
+    const sub = new Redis(t.config.REDIS_URL);
+    const channel = `${t.config.REDIS_PREFIX}:test-notice:${randomUUID()}`;
+    const walletId = randomUUID();
+    const generation = `${t.config.REDIS_PREFIX}:wallet-gen:${walletId}`;
+    try {
+      await sub.subscribe(channel);
+      const seen: string[] = [];
+      // When the notice arrives, the generation must already be bumped (read on another connection).
+      const heard = new Promise<void>((resolve) =>
+        sub.on('message', (_c: string, message: string) => {
+          void t.redis.get(generation).then((g) => {
+            seen.push(`${message}@${g}`);
+            if (seen.length === 2) resolve();
+          });
+        }),
+      );
+      await t.redis.set(`${t.config.REDIS_PREFIX}:wallet:${walletId}`, '{}');
+      await invalidateWallets(t.redis, t.config.REDIS_PREFIX, [walletId], { channel, message: 'first' });
+      await t.redis.script('FLUSH'); // a restarted Redis: EVALSHA fails with NOSCRIPT, the script is sent again
+      await invalidateWallets(t.redis, t.config.REDIS_PREFIX, [walletId], { channel, message: 'second' });
+      await heard;
+      expect(seen).toEqual(['first@1', 'second@2']);
+      expect(await t.redis.exists(`${t.config.REDIS_PREFIX}:wallet:${walletId}`)).toBe(0);
+      expect(await t.redis.ttl(generation)).toBeGreaterThan(24 * 3600);
+    } finally {
+      sub.disconnect();
+    }
+  });
 });

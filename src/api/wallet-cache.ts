@@ -68,7 +68,10 @@ export class WalletCache {
   }
 }
 
-// Bumps each wallet's generation (KEYS[1..n]) and drops its cached entry (KEYS[n+1..2n]), in one command.
+// Bumps each wallet's generation (KEYS[1..n]) and drops its cached entry (KEYS[n+1..2n]); then,
+// when ARGV[2] names a channel, publishes ARGV[3] on it. One command: Redis runs the
+// invalidation before the notice whatever the connection does, and EVALSHA sends ~60 bytes
+// where EVAL sent the whole script with every settled group.
 const INVALIDATE = `
 local n = #KEYS / 2
 for i = 1, n do
@@ -76,22 +79,37 @@ for i = 1, n do
   redis.call('EXPIRE', KEYS[i], ARGV[1])
   redis.call('DEL', KEYS[n + i])
 end
+if ARGV[2] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n`;
+
+const scripts = new WeakMap<Redis, (...keysThenArgs: (string | number)[]) => Promise<number>>();
 
 /**
  * Invalidates the cached views of wallets whose row just changed. Call it after the transaction
- * that changed them has committed (before announcing the settlement), never before.
- * It issues its command synchronously (no `await` before the eval): the worker's `announce`
- * sends the settlement notice in the same turn on the same connection and relies on Redis
- * running this first. A Redis Cluster would need both on one node, or the notice awaited after.
+ * that changed them has committed, never before. With `notice`, the same command then publishes
+ * `notice.message` on `notice.channel` (the settlement notice that wakes long polls), so a
+ * client woken by it reads the new balance.
  */
-export async function invalidateWallets(redis: Redis, prefix: string, walletIds: readonly string[]): Promise<void> {
-  if (walletIds.length === 0) return;
-  await redis.eval(
-    INVALIDATE,
+export async function invalidateWallets(
+  redis: Redis,
+  prefix: string,
+  walletIds: readonly string[],
+  notice?: { channel: string; message: string },
+): Promise<void> {
+  if (walletIds.length === 0 && !notice) return;
+  let run = scripts.get(redis);
+  if (!run) {
+    // Keys vary in number, so the script takes its key count per call (numberOfKeys undefined).
+    redis.defineCommand('llInvalidateWallets', { lua: INVALIDATE });
+    const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<number>>).llInvalidateWallets!;
+    run = (...keysThenArgs) => command.apply(redis, keysThenArgs);
+    scripts.set(redis, run);
+  }
+  await run(
     walletIds.length * 2,
     ...walletIds.map((id) => generationKey(prefix, id)),
     ...walletIds.map((id) => entryKey(prefix, id)),
     24 * 3600 + GENERATION_EXTRA_TTL_SECONDS,
+    ...(notice ? [notice.channel, notice.message] : []),
   );
 }

@@ -47,15 +47,14 @@ async function invalidate(deps: WorkerDeps, walletIds: readonly (string | null |
 }
 
 /**
- * Cache invalidation first, then the settlement notice that wakes long polls (`notice`: an
- * operation id, or several separated by commas). Both are sent in the same turn on the
- * auto-pipelined publisher: one round trip, and Redis runs them in that order.
+ * Cache invalidation, then the settlement notice that wakes long polls (`notice`: an operation
+ * id, or several separated by commas), in one Redis command: Redis runs them in that order.
  */
 async function announce(deps: WorkerDeps, notice: string, log: Logger, walletIds: readonly (string | null | undefined)[] = []): Promise<void> {
-  await Promise.all([
-    invalidate(deps, walletIds, log),
-    deps.publisher.publish(operationSettledChannel(deps.redisPrefix), notice).catch((err: unknown) => log.warn({ err }, 'could not announce settlement')),
-  ]);
+  const ids = walletIds.filter((id): id is string => typeof id === 'string');
+  await invalidateWallets(deps.publisher, deps.redisPrefix, ids, { channel: operationSettledChannel(deps.redisPrefix), message: notice }).catch(
+    (err: unknown) => log.warn({ err }, 'could not invalidate wallet cache or announce settlement; entries expire within WALLET_CACHE_TTL_SECONDS, long polls re-read on their timer'),
+  );
 }
 
 /**
