@@ -6,7 +6,7 @@
  * first worker (or the relay) instead of the API, `--profile no` none. With
  * `--bulk N` (workers needed) N clients post batches of 1,000 transfers for the duration, and it
  * prints transfers per second from the first accept to the last settlement.
- * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--bulk N] [--profile api|worker|relay|no]
+ * Run: node --import tsx bench/profile-api.ts [--duration 10] [--connections 32] [--rate N] [--workers N] [--bulk N] [--profile api|worker|relay|no] [--node-flags=--perf-basic-prof]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -28,6 +28,7 @@ const { values: opt } = parseArgs({
     workers: { type: 'string', default: '0' },
     bulk: { type: 'string', default: '0' },
     profile: { type: 'string', default: 'yes' },
+    'node-flags': { type: 'string', default: '' },
   },
 });
 const PG = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
@@ -52,14 +53,17 @@ execFileSync('bash', ['scripts/services.sh'], { cwd: ROOT, stdio: ['ignore', 'ig
 await freshDatabase(PG, DB);
 rmSync(DIR, { recursive: true, force: true });
 mkdirSync(DIR, { recursive: true });
-const api = spawn(process.execPath, [...(opt.profile === 'yes' || opt.profile === 'api' ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+// `--node-flags=--perf-basic-prof`: the profiled process gets these flags instead of a V8 CPU
+// profile (e.g. for `perf record -p <pid>`, which counts CPU time where V8's profile samples wall time).
+const profilerFlags = opt['node-flags'] ? opt['node-flags'].split(' ').filter(Boolean) : ['--cpu-prof', `--cpu-prof-dir=${DIR}`];
+const api = spawn(process.execPath, [...(opt.profile === 'yes' || opt.profile === 'api' ? profilerFlags : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
 const url = 'http://127.0.0.1:3790';
 const others = Array.from({ length: Number(opt.workers) }, () => 'src/workers/main.ts');
 if (others.length > 0) others.push('src/events/relay-main.ts');
 // `--profile worker` or `--profile relay`: the first worker, or the relay, is profiled instead of the API.
 const profiled = (entry: string, i: number) => (opt.profile === 'worker' && i === 0) || (opt.profile === 'relay' && entry.includes('relay'));
 const helpers = others.map((entry, i) =>
-  spawn(process.execPath, [...(profiled(entry, i) ? ['--cpu-prof', `--cpu-prof-dir=${DIR}`] : []), '--import', 'tsx', entry], {
+  spawn(process.execPath, [...(profiled(entry, i) ? profilerFlags : []), '--import', 'tsx', entry], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -150,7 +154,7 @@ for (const h of helpers) h.kill('SIGTERM');
 api.kill('SIGTERM');
 await Promise.all([api, ...helpers].map((p) => new Promise((r) => p.once('exit', r))));
 
-if (opt.profile === 'no') process.exit(0);
+if (opt.profile === 'no' || opt['node-flags']) process.exit(0);
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }
 const file = readdirSync(DIR).find((f) => f.endsWith('.cpuprofile'))!;
