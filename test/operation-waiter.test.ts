@@ -75,3 +75,14 @@ it('a first wait while the connection is still handshaking is woken by the next 
     await early.close();
   }
 });
+
+it('a wait on a closed connection ends on its timer and leaves the waiter unsubscribed', async () => {
+  const connection = new Redis(url);
+  await connection.quit();
+  const closed = new OperationWaiter(connection, `lltest:waiter:${randomUUID()}`, createLogger({ LOG_LEVEL: 'silent' }, 'test'), 300);
+  const started = Date.now();
+  await closed.wait(randomUUID(), 200);
+  expect(Date.now() - started).toBeLessThan(1000);
+  await sleep(50);
+  expect(closed.listening).toBe(false);
+});

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invalidateWallets, WalletCache } from '../src/api/wallet-cache.ts';
 import { createLedgerlineAdminClient, createLedgerlineClient, LedgerlineError, type LedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { ADMIN_TOKEN, createTestEnv, type TestEnv } from './support/env.ts';
+import { startRedisServer } from './support/processes.ts';
 
 let t: TestEnv;
 let client: LedgerlineClient;
@@ -75,33 +77,41 @@ describe('wallet read cache', () => {
     expect('hit' in hit && hit.hit.view.balance).toBe('5');
   });
   it('invalidates and then announces in one command, also after Redis has forgotten the script', async () => {
-    const { Redis } = await import('ioredis');
-    const sub = new Redis(t.config.REDIS_URL);
-    const channel = `${t.config.REDIS_PREFIX}:test-notice:${randomUUID()}`;
+    // A private Redis: SCRIPT FLUSH must not reach the server other test files share.
+    const server = await startRedisServer();
+    const redis = new Redis(server.url);
+    const sub = new Redis(server.url);
+    const prefix = 'cache-test';
+    const channel = `${prefix}:notice`;
     const walletId = randomUUID();
-    const generation = `${t.config.REDIS_PREFIX}:wallet-gen:${walletId}`;
+    const generation = `${prefix}:wallet-gen:${walletId}`;
     try {
       await sub.subscribe(channel);
-      const seen: string[] = [];
-      // When the notice arrives, the generation must already be bumped (read on another connection).
-      const heard = new Promise<void>((resolve) =>
-        sub.on('message', (_c: string, message: string) => {
-          void t.redis.get(generation).then((g) => {
-            seen.push(`${message}@${g}`);
-            if (seen.length === 2) resolve();
-          });
-        }),
-      );
-      await t.redis.set(`${t.config.REDIS_PREFIX}:wallet:${walletId}`, '{}');
-      await invalidateWallets(t.redis, t.config.REDIS_PREFIX, [walletId], { channel, message: 'first' });
-      await t.redis.script('FLUSH'); // a restarted Redis: EVALSHA fails with NOSCRIPT, the script is sent again
-      await invalidateWallets(t.redis, t.config.REDIS_PREFIX, [walletId], { channel, message: 'second' });
-      await heard;
-      expect(seen).toEqual(['first@1', 'second@2']);
-      expect(await t.redis.exists(`${t.config.REDIS_PREFIX}:wallet:${walletId}`)).toBe(0);
-      expect(await t.redis.ttl(generation)).toBeGreaterThan(24 * 3600);
+      // Each notice records the generation seen on another connection when it arrives.
+      let heard: (seen: string) => void = () => {};
+      sub.on('message', (_c: string, message: string) => void redis.get(generation).then((g) => heard(`${message}@${g}`)));
+      const next = () => new Promise<string>((resolve) => (heard = resolve));
+
+      await redis.set(`${prefix}:wallet:${walletId}`, '{}');
+      let notice = next();
+      await invalidateWallets(redis, prefix, [walletId], { channel, message: 'first' });
+      expect(await notice).toBe('first@1');
+      expect(await redis.exists(`${prefix}:wallet:${walletId}`)).toBe(0);
+      expect(await redis.ttl(generation)).toBeGreaterThan(24 * 3600);
+
+      await redis.script('FLUSH'); // a restarted Redis: EVALSHA fails with NOSCRIPT, the script is sent again
+      notice = next();
+      await invalidateWallets(redis, prefix, [walletId], { channel, message: 'second' });
+      expect(await notice).toBe('second@2');
+
+      // A notice without wallets (a fund the gateway refused) is published alone.
+      notice = next();
+      await invalidateWallets(redis, prefix, [], { channel, message: 'third' });
+      expect(await notice).toBe('third@2');
     } finally {
       sub.disconnect();
+      redis.disconnect();
+      server.child.kill();
     }
   });
 });

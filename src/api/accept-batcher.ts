@@ -10,7 +10,7 @@ import type { Queue } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { anyId } from '../db/sql.ts';
-import { assertNotFenced } from '../db/repositories/shard-fences.ts';
+import { assertNotFenced, ShardFencedError } from '../db/repositories/shard-fences.ts';
 import {
   acceptOperations,
   findIdempotencyKeys,
@@ -22,7 +22,7 @@ import {
   type OperationRow,
 } from '../db/repositories/operations.ts';
 import type { WalletRow } from '../db/repositories/wallets.ts';
-import { wallets } from '../db/schema.ts';
+import { idempotencyKeys, operations, wallets } from '../db/schema.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import { IdempotencyKeyReused, WalletNotFound } from '../domain/errors.ts';
 import { logicalShardOf, newIdInShard } from '../domain/ids.ts';
@@ -261,8 +261,9 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
 }
 
 /**
- * Answers each request whose wallet check failed (`walletError[i]` set): 422 when its key is
- * already claimed with another request hash, else that wallet error. One read per key database.
+ * Answers each request whose wallet check failed (`walletError[i]` set): when the wallet is
+ * missing, not the client's or moved, 422 if its key is already claimed with another request
+ * hash, else that wallet error (one read per key database); any other error as it is.
  */
 async function failReusedKeys(
   shards: ShardRouter,
@@ -270,7 +271,16 @@ async function failReusedKeys(
   walletError: readonly unknown[],
   fail: (i: number, error: unknown) => void,
 ): Promise<void> {
-  const failing = groupBy(requests, (r, i) => (walletError[i] === undefined ? undefined : shards.forIdempotencyKey(r.clientId, r.idempotencyKey)));
+  // Only where the wallet is missing, not the client's, or moved: a database error stays that error.
+  const answerable = (error: unknown) => error instanceof WalletNotFound || error instanceof ShardFencedError;
+  const failing = groupBy(requests, (r, i) => {
+    if (walletError[i] === undefined) return undefined;
+    if (!answerable(walletError[i])) {
+      fail(i, walletError[i]);
+      return undefined;
+    }
+    return shards.forIdempotencyKey(r.clientId, r.idempotencyKey);
+  });
   await Promise.all(
     [...failing].map(async ([database, idx]) => {
       try {
@@ -292,18 +302,25 @@ async function failReusedKeys(
 
 /**
  * The committed operation an idempotency key names, with the request hash it was claimed for:
- * the key's claim in its home database, then the operation in its own. Undefined while the
- * first request is still being recorded (or when it failed before committing).
+ * the key's claim in its home database, joined there to the operation (one read when, as
+ * usual, the operation lives in the key's database; else a second read in its own). Undefined
+ * while the first request is still being recorded (or when it failed before committing).
  */
 export async function findAccepted(
   shards: ShardRouter,
   clientId: string,
   idempotencyKey: string,
 ): Promise<{ requestHash: string; operation: OperationRow } | undefined> {
-  const [claim] = await findIdempotencyKeys(shards.forIdempotencyKey(clientId, idempotencyKey).db, [{ clientId, key: idempotencyKey }]);
-  if (!claim) return undefined;
-  const operation = await findOperation(shards.forId(claim.operationId).db, claim.operationId);
-  return operation && { requestHash: claim.requestHash, operation };
+  const home = shards.forIdempotencyKey(clientId, idempotencyKey);
+  const [row] = await home.db
+    .select({ requestHash: idempotencyKeys.requestHash, operationId: idempotencyKeys.operationId, operation: operations })
+    .from(idempotencyKeys)
+    .leftJoin(operations, eq(operations.id, idempotencyKeys.operationId))
+    .where(and(eq(idempotencyKeys.clientId, clientId), eq(idempotencyKeys.key, idempotencyKey)));
+  if (!row) return undefined;
+  const database = shards.forId(row.operationId);
+  const operation = database === home ? row.operation : await findOperation(database.db, row.operationId);
+  return operation ? { requestHash: row.requestHash, operation } : undefined;
 }
 
 /** A transfer whose source, destination and operation share one database (a fund has no source). */

@@ -67,15 +67,18 @@ export class OperationWaiter {
   private subscribe(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    this.subscribed ??= this.whenReady(() => this.subscriber.subscribe(this.channel)).then(
+    if (this.subscribed) return;
+    const subscribing: Promise<void> = this.whenReady(() => this.subscriber.subscribe(this.channel)).then(
       () => {
         for (const set of [...this.waiting.values()]) for (const wake of [...set]) wake();
       },
       (err: unknown) => {
-        this.subscribed = undefined;
+        // Only this attempt's state: a newer subscribe may have replaced it meanwhile.
+        if (this.subscribed === subscribing) this.subscribed = undefined;
         this.logger.warn({ err }, 'cannot subscribe to settlements');
       },
     );
+    this.subscribed = subscribing;
   }
 
   private unsubscribeWhenIdle(): void {
@@ -97,8 +100,21 @@ export class OperationWaiter {
    */
   private whenReady<T>(command: () => Promise<T>): Promise<T> {
     const run = this.commands.then(async () => {
+      if (this.subscriber.status === 'end') throw new Error('the Redis connection is closed');
       if (this.subscriber.status !== 'ready') {
-        await new Promise<void>((resolve) => this.subscriber.once('ready', () => resolve()));
+        // Until ready, or until the connection ends for good (closed, or its retries given up).
+        await new Promise<void>((resolve, reject) => {
+          const ready = () => {
+            this.subscriber.off('end', end);
+            resolve();
+          };
+          const end = () => {
+            this.subscriber.off('ready', ready);
+            reject(new Error('the Redis connection is closed'));
+          };
+          this.subscriber.once('ready', ready);
+          this.subscriber.once('end', end);
+        });
       }
       return command();
     });

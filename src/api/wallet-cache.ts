@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { WalletView } from '../db/repositories/wallets.ts';
+import { defineScript } from '../infra/redis.ts';
 
 /**
  * Read cache of GET /v1/wallets/:id in Redis. It only serves reads: settlement locks and reads
@@ -99,10 +100,8 @@ export async function invalidateWallets(
   if (walletIds.length === 0 && !notice) return;
   let run = scripts.get(redis);
   if (!run) {
-    // Keys vary in number, so the script takes its key count per call (numberOfKeys undefined).
-    redis.defineCommand('llInvalidateWallets', { lua: INVALIDATE });
-    const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<number>>).llInvalidateWallets!;
-    run = (...keysThenArgs) => command.apply(redis, keysThenArgs);
+    // Keys vary in number, so the script takes its key count per call.
+    run = defineScript<number>(redis, 'llInvalidateWallets', undefined, INVALIDATE);
     scripts.set(redis, run);
   }
   await run(

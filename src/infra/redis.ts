@@ -23,15 +23,15 @@ export function createBlockingRedis(config: Pick<Config, 'REDIS_URL'>): Redis {
 /**
  * Registers a Lua script on `redis` (EVALSHA, falling back to EVAL once per connection) and
  * returns a typed function that runs it: the first `numberOfKeys` arguments are its KEYS, the
- * rest its ARGV.
+ * rest its ARGV (with `numberOfKeys` undefined, the first argument is the number of keys).
  */
 export function defineScript<Reply>(
   redis: Redis,
   name: string,
-  numberOfKeys: number,
+  numberOfKeys: number | undefined,
   lua: string,
 ): (...keysThenArgs: (string | number)[]) => Promise<Reply> {
-  redis.defineCommand(name, { numberOfKeys, lua });
+  redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
   const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<Reply>>)[name]!;
   return (...keysThenArgs) => command.apply(redis, keysThenArgs);
 }
