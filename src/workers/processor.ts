@@ -36,26 +36,26 @@ type Handler = (operationId: string, deps: WorkerDeps, log: Logger, job: Job) =>
 
 /**
  * After a commit that changed wallets: drop their cached reads, so a client that then sees the
- * operation settle reads the new balance (and available) at once.
+ * operation settle reads the new balance (and available) at once. With `notice` (an operation
+ * id, or several separated by commas), the same Redis command then publishes the settlement
+ * notice that wakes long polls: Redis runs them in that order.
  */
-async function invalidate(deps: WorkerDeps, walletIds: readonly (string | null | undefined)[], log: Logger): Promise<void> {
+async function invalidate(deps: WorkerDeps, walletIds: readonly (string | null | undefined)[], log: Logger, notice?: string): Promise<void> {
   const ids = walletIds.filter((id): id is string => typeof id === 'string');
-  if (ids.length === 0) return;
-  await invalidateWallets(deps.publisher, deps.redisPrefix, ids).catch((err: unknown) =>
-    log.warn({ err }, 'could not invalidate wallet cache; entries expire within WALLET_CACHE_TTL_SECONDS'),
+  const announcing = notice === undefined ? undefined : { channel: operationSettledChannel(deps.redisPrefix), message: notice };
+  await invalidateWallets(deps.publisher, deps.redisPrefix, ids, announcing).catch((err: unknown) =>
+    log.warn(
+      { err },
+      announcing
+        ? 'could not invalidate wallet cache or announce settlement; entries expire within WALLET_CACHE_TTL_SECONDS, long polls re-read on their timer'
+        : 'could not invalidate wallet cache; entries expire within WALLET_CACHE_TTL_SECONDS',
+    ),
   );
 }
 
-/**
- * Cache invalidation, then the settlement notice that wakes long polls (`notice`: an operation
- * id, or several separated by commas), in one Redis command: Redis runs them in that order.
- */
-async function announce(deps: WorkerDeps, notice: string, log: Logger, walletIds: readonly (string | null | undefined)[] = []): Promise<void> {
-  const ids = walletIds.filter((id): id is string => typeof id === 'string');
-  await invalidateWallets(deps.publisher, deps.redisPrefix, ids, { channel: operationSettledChannel(deps.redisPrefix), message: notice }).catch(
-    (err: unknown) => log.warn({ err }, 'could not invalidate wallet cache or announce settlement; entries expire within WALLET_CACHE_TTL_SECONDS, long polls re-read on their timer'),
-  );
-}
+/** Cache invalidation, then the settlement notice, in one Redis command (see `invalidate`). */
+const announce = (deps: WorkerDeps, notice: string, log: Logger, walletIds: readonly (string | null | undefined)[] = []) =>
+  invalidate(deps, walletIds, log, notice);
 
 /**
  * Fund, and transfers whose wallets share a database: one transaction (shared with concurrent
