@@ -21,7 +21,7 @@ const schema = z
     SHARD_MAP_REFRESH_MS: intFrom(1000, 50),
     PG_POOL_MAX: intFrom(20, 1),
     PG_CONNECTION_TIMEOUT_MS: intFrom(5000, 1),
-    PG_IDLE_TIMEOUT_MS: intFrom(30_000, 0),
+    PG_IDLE_TIMEOUT_MS: intFrom(600_000, 0),
     /** Distinct statements a pool prepares (each after its 3rd run, once per connection); 0 = none. */
     PG_PREPARED_STATEMENTS: intFrom(200, 0),
 
