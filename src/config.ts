@@ -50,7 +50,7 @@ const schema = z
     /** Accept batches per API process at once (more queue up for the next). */
     ACCEPT_BATCH_IN_FLIGHT: intFrom(4, 1),
     /** How long operations committed by an idle API process wait for others to share one enqueue (`addBulk`, settle-batch jobs). */
-    ENQUEUE_BATCH_LINGER_MS: intFrom(10, 0),
+    ENQUEUE_BATCH_LINGER_MS: intFrom(50, 0),
     WORKER_LOCK_DURATION_MS: intFrom(30_000, 1000),
     WORKER_STALLED_INTERVAL_MS: intFrom(30_000, 1000),
     JOB_ATTEMPTS: intFrom(25, 1),
