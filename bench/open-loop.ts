@@ -25,7 +25,10 @@ export async function openLoop(options: {
   warmupSeconds?: number;
   request: () => { path: string; headers: Record<string, string>; body: string };
 }): Promise<OpenLoopResult> {
-  const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512 }));
+  // `timeout`: node's agent honours the server's `Keep-Alive: timeout=5` hint (closing an idle
+  // socket a second before the server does) only when it has a timeout of its own; without one
+  // a request can go out on a socket the server is closing, and fail with ECONNRESET.
+  const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512, timeout: 60_000 }));
   try {
     if (options.warmupSeconds) await run(options, agents, options.warmupSeconds);
     return await run(options, agents, options.durationSeconds);
