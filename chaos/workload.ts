@@ -99,7 +99,8 @@ export class BankWorkload {
     this.random = seededRandom(options.seed);
     const timeoutMs = options.requestTimeoutMs;
     this.clients = apiUrls.map((baseUrl) =>
-      createLedgerlineClient({ baseUrl, apiKey, fetch: (request) => fetch(request, { signal: AbortSignal.timeout(timeoutMs) }) }),
+      // retries: false: the workload retries itself (against the next API process) and records every attempt.
+      createLedgerlineClient({ baseUrl, apiKey, retries: false, fetch: (request) => fetch(request, { signal: AbortSignal.timeout(timeoutMs) }) }),
     );
   }
 

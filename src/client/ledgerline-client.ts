@@ -54,17 +54,64 @@ export interface ClientOptions {
   baseUrl: string;
   /** Custom fetch (tests, proxies). */
   fetch?: (input: Request) => Promise<Response>;
+  /**
+   * Requests that got no answer at all (the connection failed or was reset) are sent again
+   * when repeating them cannot move money twice: reads, and writes that carry idempotency keys
+   * (fund, transfer, transfer batch). `attempts` counts the first; `false` turns retries off.
+   * An answer, even 5xx, is never retried here: the caller decides on those.
+   */
+  retries?: { attempts?: number; baseDelayMs?: number } | false;
+}
+
+/** The retry budget of `ClientOptions.retries` when it is not given. */
+export const DEFAULT_RETRIES = { attempts: 3, baseDelayMs: 50 };
+
+/** Whether sending `request` again cannot apply anything twice (see `ClientOptions.retries`). */
+export function isSafeToResend(request: Request): boolean {
+  if (request.method === 'GET' || request.method === 'HEAD') return true;
+  return request.method === 'POST' && (request.headers.has('idempotency-key') || new URL(request.url).pathname.endsWith('/v1/transfers/batch'));
+}
+
+/**
+ * `fetch` that resends safe requests (`isSafeToResend`) that failed before any answer, with
+ * jittered exponential backoff. An aborted request (the caller's signal or timeout) is not resent.
+ */
+export function withTransportRetries(
+  fetchOnce: (input: Request) => Promise<Response>,
+  retries: ClientOptions['retries'],
+): (input: Request) => Promise<Response> {
+  if (retries === false) return fetchOnce;
+  const attempts = Math.max(1, retries?.attempts ?? DEFAULT_RETRIES.attempts);
+  const baseDelayMs = Math.max(0, retries?.baseDelayMs ?? DEFAULT_RETRIES.baseDelayMs);
+  return async (request) => {
+    if (attempts === 1 || !isSafeToResend(request)) return fetchOnce(request);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // A Request's body can be read once: every attempt sends its own copy.
+        return await fetchOnce(attempt < attempts ? request.clone() : request);
+      } catch (err) {
+        if (attempt >= attempts || request.signal.aborted || isAbort(err)) throw err;
+        await new Promise((r) => setTimeout(r, baseDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random())));
+      }
+    }
+  };
+}
+
+const isAbort = (err: unknown) => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
+
+function openClient(options: ClientOptions, authorization: string) {
+  return createClient<paths>({
+    baseUrl: options.baseUrl,
+    headers: { authorization },
+    fetch: withTransportRetries(options.fetch ?? ((request) => fetch(request)), options.retries),
+  });
 }
 
 const TERMINAL = new Set(['succeeded', 'failed']);
 
 /** A client acting for one API key. */
 export function createLedgerlineClient(options: ClientOptions & { apiKey: string }) {
-  const http = createClient<paths>({
-    baseUrl: options.baseUrl,
-    headers: { authorization: `Bearer ${options.apiKey}` },
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  const http = openClient(options, `Bearer ${options.apiKey}`);
   const operations = {
     get: (id: string, query: { wait?: number } = {}) =>
       unwrap(http.GET('/v1/operations/{id}', { params: { path: { id }, query } })),
@@ -114,11 +161,7 @@ export type LedgerlineClient = ReturnType<typeof createLedgerlineClient>;
 
 /** A client for the operator routes (`ADMIN_TOKEN`). */
 export function createLedgerlineAdminClient(options: ClientOptions & { adminToken: string }) {
-  const http = createClient<paths>({
-    baseUrl: options.baseUrl,
-    headers: { authorization: `Bearer ${options.adminToken}` },
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  const http = openClient(options, `Bearer ${options.adminToken}`);
   return {
     http,
     apiKeys: {
