@@ -50,11 +50,14 @@ describe('client transport retries', () => {
     expect(f.sent).toHaveLength(2);
   });
 
-  it('does not resend an aborted request, nor when retries are off', async () => {
+  it('does not resend an aborted request, an error that is not a network error, nor when retries are off', async () => {
     const timeout = new DOMException('timed out', 'TimeoutError');
     const aborted = flakyFetch(1, timeout as unknown as Error);
     await expect(client(aborted.fetch).operations.get(WALLET)).rejects.toThrow('timed out');
     expect(aborted.sent).toHaveLength(1);
+    const bug = flakyFetch(1, new RangeError('not a network error'));
+    await expect(client(bug.fetch).operations.get(WALLET)).rejects.toThrow('not a network error');
+    expect(bug.sent).toHaveLength(1);
     const off = flakyFetch(1);
     await expect(client(off.fetch, false).operations.get(WALLET)).rejects.toThrow('fetch failed');
     expect(off.sent).toHaveLength(1);

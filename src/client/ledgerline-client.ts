@@ -90,14 +90,14 @@ export function withTransportRetries(
         // A Request's body can be read once: every attempt sends its own copy.
         return await fetchOnce(attempt < attempts ? request.clone() : request);
       } catch (err) {
-        if (attempt >= attempts || request.signal.aborted || isAbort(err)) throw err;
+        // fetch rejects with a TypeError when no answer came (a network error); an abort or a
+        // timeout rejects with a DOMException, which is the caller's decision and not resent.
+        if (attempt >= attempts || request.signal.aborted || !(err instanceof TypeError)) throw err;
         await new Promise((r) => setTimeout(r, baseDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random())));
       }
     }
   };
 }
-
-const isAbort = (err: unknown) => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
 
 function openClient(options: ClientOptions, authorization: string) {
   return createClient<paths>({
