@@ -24,6 +24,8 @@ export async function openLoop(options: {
   /** Seconds at the same rate before the measured ones, not recorded (connections open, caches warm). */
   warmupSeconds?: number;
   request: () => { path: string; headers: Record<string, string>; body: string };
+  /** Called after the warm-up, just before the measured schedule starts. */
+  onMeasure?: () => Promise<void>;
 }): Promise<OpenLoopResult> {
   // `timeout`: node's agent honours the server's `Keep-Alive: timeout=5` hint (closing an idle
   // socket a second before the server does) only when it has a timeout of its own; without one
@@ -31,6 +33,7 @@ export async function openLoop(options: {
   const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512, timeout: 60_000 }));
   try {
     if (options.warmupSeconds) await run(options, agents, options.warmupSeconds);
+    await options.onMeasure?.();
     return await run(options, agents, options.durationSeconds);
   } finally {
     for (const a of agents) a.destroy();

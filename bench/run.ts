@@ -25,6 +25,7 @@ import { transferOnce } from './baselines/ledger-transaction.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
 import { BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
+import { readHistogram, serverLatency, type Buckets } from './server-latency.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -298,11 +299,15 @@ async function main(): Promise<void> {
   const phaseStart = new Date();
   bar.start(DURATION, 0, { phase: `fixed rate ${rate}/s (open loop)`, info: '' });
   const fixedTick = setInterval(() => bar.increment(1), 1000);
+  let histogramBefore: Buckets = new Map();
   const open = await openLoop({
     urls,
     rate,
     durationSeconds: DURATION,
     warmupSeconds: 2,
+    onMeasure: async () => {
+      histogramBefore = await readHistogram(urls, 'POST', '/v1/transfers');
+    },
     request: () => ({
       path: '/v1/transfers',
       headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
@@ -311,7 +316,10 @@ async function main(): Promise<void> {
   });
   clearInterval(fixedTick);
   bar.stop();
+  // Read before the APIs stop; requests still in flight at the end are left out.
+  const server = serverLatency(histogramBefore, await readHistogram(urls, 'POST', '/v1/transfers'));
   const fixed = {
+    server,
     worstPerSecondMs: open.perSecond.map((x) => x.maxMs),
     sent: open.sent,
     ok: open.statuses['202'] ?? 0,
@@ -500,6 +508,7 @@ ${targets(r)
 | settlement (drain of ${r.settle.operations} queued transfers, ${r.options.workers} workers) | ${f(r.settle.perSecond)} /s (${f(r.settle.seconds)} s) |
 | end to end at our maximum (closed loop, ${r.options.connections} connections, workers running) | ${f(r.endToEnd.perSecond)} /s submit → terminal (${r.endToEnd.operations} transfers); accept ${f(r.endToEnd.accept.rps)} 202/s, p50 ${r.endToEnd.accept.latencyMs.p50} ms, p99 ${r.endToEnd.accept.latencyMs.p99} ms |
 | accept at a fixed ${r.fixedRate.rate}/s (half of that maximum; open loop, evenly spaced, latency from the scheduled send, after 2 s of warm-up at that rate) | ${r.fixedRate.accept.ok}/${r.fixedRate.accept.sent} answered 202${r.fixedRate.accept.errors ? ` (${r.fixedRate.accept.errors} failed before an answer: ${JSON.stringify(r.fixedRate.accept.errorKinds)})` : ''}; p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms, p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
+| the same requests as the API saw them (its \`http_request_duration_seconds\`, request in → response out, bucket bounds) | ${r.fixedRate.accept.server.requests} requests; p50 ≤ ${r.fixedRate.accept.server.p50AtMostMs} ms, p99 ≤ ${r.fixedRate.accept.server.p99AtMostMs} ms; ${r.fixedRate.accept.server.within.filter((w: { ms: number; percent: number }) => w.ms >= 10 && w.ms <= 100).map((w: { ms: number; percent: number }) => `${w.percent} % within ${w.ms} ms`).join(', ')} |
 | end to end (submit → terminal) at that rate | ${f(r.fixedRate.endToEnd.perSecond)} /s; p50 ${f(r.fixedRate.endToEnd.latencyMs.p50)} ms, p95 ${f(r.fixedRate.endToEnd.latencyMs.p95)} ms, p99 ${f(r.fixedRate.endToEnd.latencyMs.p99)} ms, max ${f(r.fixedRate.endToEnd.latencyMs.max)} ms |
 | bulk: POST /v1/transfers/batch, ${BULK_CLIENTS} clients × ${BULK_SIZE} transfers, workers running | ${f(r.bulk.perSecond)} /s submit → terminal (${r.bulk.operations} transfers, ${r.bulk.batches} batches, ${r.bulk.refusedBatches} refused); accept ${f(r.bulk.acceptPerSecond)} /s, batch p50 ${r.bulk.batchLatencyMs.p50} ms, p99 ${r.bulk.batchLatencyMs.p99} ms |
 | baseline 1: synchronous express + pg, one transaction per request | ${f(r.baseline1.rps)} /s; p50 ${r.baseline1.latencyMs.p50} ms, p99 ${r.baseline1.latencyMs.p99} ms |
