@@ -2,8 +2,14 @@
  * An open-loop load generator: requests leave at evenly spaced instants at a fixed rate, whether
  * or not earlier ones were answered, and each latency is measured from its scheduled instant
  * (so a stall shows up in every request it delays: no coordinated omission).
+ *
+ * It shares the machine with the system it measures, so it is built to cost little, as wrk2 and
+ * autocannon are: each request is one string written to an idle keep-alive socket, and the
+ * response is read only as far as its status line and Content-Length. Node's http client cost
+ * about four times as much CPU per request here, and every core-millisecond it took was one the
+ * API waited for. One request at a time per socket (no pipelining), as a browser or an SDK does.
  */
-import http from 'node:http';
+import net from 'node:net';
 
 export interface OpenLoopResult {
   sent: number;
@@ -17,36 +23,160 @@ export interface OpenLoopResult {
   perSecond: { answered: number; maxMs: number }[];
 }
 
+export type OpenLoopRequest = { path: string; headers: Record<string, string>; body: string };
+
 export async function openLoop(options: {
   urls: string[];
   rate: number;
   durationSeconds: number;
   /** Seconds at the same rate before the measured ones, not recorded (connections open, caches warm). */
   warmupSeconds?: number;
-  request: () => { path: string; headers: Record<string, string>; body: string };
+  request: () => OpenLoopRequest;
   /** Called after the warm-up, just before the measured schedule starts. */
   onMeasure?: () => Promise<void>;
 }): Promise<OpenLoopResult> {
-  // `timeout`: node's agent honours the server's `Keep-Alive: timeout=5` hint (closing an idle
-  // socket a second before the server does) only when it has a timeout of its own; without one
-  // a request can go out on a socket the server is closing, and fail with ECONNRESET.
-  const agents = options.urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 512, timeout: 60_000 }));
+  const pools = options.urls.map((u) => new SocketPool(new URL(u)));
   try {
-    if (options.warmupSeconds) await run(options, agents, options.warmupSeconds);
+    if (options.warmupSeconds) await run(options, pools, options.warmupSeconds);
     await options.onMeasure?.();
-    return await run(options, agents, options.durationSeconds);
+    return await run(options, pools, options.durationSeconds);
   } finally {
-    for (const a of agents) a.destroy();
+    for (const p of pools) p.destroy();
   }
 }
 
-/** One schedule of `durationSeconds` at the rate, through `agents` (one per url). */
+/** What became of one request: its status, or the error that ended it before an answer. */
+type Outcome = { status: number } | { error: string };
+
+/** Most sockets per target, as node's agent was given; requests beyond wait for one to free. */
+const MAX_SOCKETS = 512;
+/** Idle sockets older than this are closed, not reused: the API closes keep-alive sockets idle 5 s. */
+const IDLE_MS = 4000;
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+/**
+ * Keep-alive HTTP/1.1 connections to one target, one request in flight on each. The response
+ * must carry Content-Length (the API's always do); anything else ends the socket with an error.
+ */
+export class SocketPool {
+  private readonly idle: { socket: Connection; since: number }[] = [];
+  private readonly waiting: { head: string; done: (o: Outcome) => void }[] = [];
+  private readonly all = new Set<Connection>();
+  private closing = false;
+
+  constructor(private readonly target: URL) {}
+
+  /** The request as it goes on the wire. */
+  serialize(request: OpenLoopRequest): string {
+    let head = `POST ${request.path} HTTP/1.1\r\nHost: ${this.target.host}\r\n`;
+    for (const [k, v] of Object.entries(request.headers)) head += `${k}: ${v}\r\n`;
+    return `${head}Content-Length: ${Buffer.byteLength(request.body)}\r\n\r\n${request.body}`;
+  }
+
+  /** Sends a serialized request on an idle socket (or a new one); `done` gets its outcome. */
+  send(wire: string, done: (outcome: Outcome) => void): void {
+    this.dispatch(wire, done);
+  }
+
+  /** Closes every socket: requests still waiting or in flight end with an error. */
+  destroy(): void {
+    this.closing = true;
+    for (const w of this.waiting.splice(0)) w.done({ error: 'pool closed' });
+    for (const socket of this.all) socket.destroy();
+  }
+
+  private dispatch(head: string, done: (o: Outcome) => void): void {
+    if (this.closing) return done({ error: 'pool closed' });
+    const now = performance.now();
+    let entry = this.idle.pop();
+    while (entry && (entry.socket.closed || now - entry.since > IDLE_MS)) {
+      entry.socket.destroy();
+      entry = this.idle.pop();
+    }
+    if (entry) return entry.socket.request(head, done);
+    if (this.all.size >= MAX_SOCKETS) {
+      this.waiting.push({ head, done });
+      return;
+    }
+    const socket = new Connection(this.target, (reusable) => {
+      if (!reusable) this.all.delete(socket);
+      if (this.closing) return;
+      const next = this.waiting.shift();
+      if (next && reusable) socket.request(next.head, next.done);
+      else if (next) this.dispatch(next.head, next.done);
+      else if (reusable) this.idle.push({ socket, since: performance.now() });
+    });
+    this.all.add(socket);
+    socket.request(head, done);
+  }
+}
+
+/** One socket: writes a request, reads its response, then reports itself free (or gone). */
+class Connection {
+  private readonly socket: net.Socket;
+  private chunks: Buffer[] = [];
+  private received = 0;
+  private inFlight: ((o: Outcome) => void) | undefined;
+  closed = false;
+
+  constructor(target: URL, private readonly onFree: (reusable: boolean) => void) {
+    this.socket = net.connect({ host: target.hostname, port: Number(target.port || 80), noDelay: true });
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (err: NodeJS.ErrnoException) => this.end(err.code ?? err.message));
+    this.socket.on('close', () => this.end('socket closed before the answer'));
+  }
+
+  request(head: string, done: (o: Outcome) => void): void {
+    this.inFlight = done;
+    this.socket.write(head);
+  }
+
+  /** Closes the socket (a request in flight on it ends with an error) and frees its slot. */
+  destroy(): void {
+    this.end('socket destroyed');
+  }
+
+  private onData(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.received += chunk.length;
+    const data = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.received);
+    this.chunks = [data];
+    const headerEnd = data.indexOf(HEADER_END);
+    if (headerEnd < 0) return;
+    const head = data.toString('latin1', 0, headerEnd);
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (!length) return this.end('response without Content-Length');
+    const total = headerEnd + 4 + Number(length[1]);
+    if (this.received < total) return;
+    if (this.received > total) return this.end('bytes after the response');
+    const done = this.inFlight;
+    this.inFlight = undefined;
+    this.chunks = [];
+    this.received = 0;
+    done?.({ status: Number(head.slice(9, 12)) });
+    if (/\r\nconnection:\s*close/i.test(head)) this.end('closed by the server');
+    else this.onFree(true);
+  }
+
+  /** The socket is gone: fails the request in flight, once, and frees its slot. */
+  private end(error: string): void {
+    const done = this.inFlight;
+    this.inFlight = undefined;
+    if (!this.closed) {
+      this.closed = true;
+      this.socket.destroy();
+      this.onFree(false);
+    }
+    done?.({ error });
+  }
+}
+
+/** One schedule of `durationSeconds` at the rate, through `pools` (one per url). */
 async function run(
-  options: { urls: string[]; rate: number; request: () => { path: string; headers: Record<string, string>; body: string } },
-  agents: http.Agent[],
+  options: { rate: number; request: () => OpenLoopRequest },
+  pools: SocketPool[],
   durationSeconds: number,
 ): Promise<OpenLoopResult> {
-  const targets = options.urls.map((u) => new URL(u));
   const total = Math.round(options.rate * durationSeconds);
   const interval = 1000 / options.rate;
   const latencies: number[] = [];
@@ -56,46 +186,28 @@ async function run(
   const errorKinds: Record<string, number> = {};
   let sent = 0;
   let answered = 0;
-  const start = performance.now();
   let done!: () => void;
   const finished = new Promise<void>((r) => (done = r));
-  const settle = () => {
-    answered++;
-    if (answered === total) done();
-  };
 
+  // Every request is built before the schedule starts, so building them takes nothing from it.
+  const wires = Array.from({ length: total }, (_, i) => pools[i % pools.length]!.serialize(options.request()));
+  const start = performance.now();
   const fire = (scheduled: number, i: number) => {
-    const target = targets[i % targets.length]!;
-    const { path, headers, body } = options.request();
-    const req = http.request(
-      {
-        host: target.hostname,
-        port: target.port,
-        method: 'POST',
-        path,
-        agent: agents[i % agents.length],
-        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => {
-          const latency = performance.now() - scheduled;
-          latencies.push(latency);
-          const second = perSecond[Math.min(perSecond.length - 1, Math.floor((scheduled - start) / 1000))]!;
-          second.answered++;
-          second.maxMs = Math.max(second.maxMs, Math.round(latency));
-          statuses[res.statusCode ?? 0] = (statuses[res.statusCode ?? 0] ?? 0) + 1;
-          settle();
-        });
-      },
-    );
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      errors++;
-      const kind = err.code ?? err.message;
-      errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
-      settle();
+    pools[i % pools.length]!.send(wires[i]!, (outcome) => {
+      if ('status' in outcome) {
+        const latency = performance.now() - scheduled;
+        latencies.push(latency);
+        const second = perSecond[Math.min(perSecond.length - 1, Math.floor((scheduled - start) / 1000))]!;
+        second.answered++;
+        second.maxMs = Math.max(second.maxMs, Math.round(latency));
+        statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1;
+      } else {
+        errors++;
+        errorKinds[outcome.error] = (errorKinds[outcome.error] ?? 0) + 1;
+      }
+      answered++;
+      if (answered === total) done();
     });
-    req.end(body);
   };
 
   await new Promise<void>((resolve) => {
