@@ -1,19 +1,46 @@
-import type { Queue } from 'bullmq';
-import { findStaleOpenOperations } from '../db/repositories/operations.ts';
+import type { JobType, Queue } from 'bullmq';
+import { findStaleOpenOperations, type StaleCursor } from '../db/repositories/operations.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { reconcilerRepairs } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
-import { enqueueSettlement } from '../jobs/catalog.ts';
+import { enqueueSettlement, type JobPayload } from '../jobs/catalog.ts';
 
 const PAGE = 500;
 /** Upper bound of operations inspected per database per pass. */
 const MAX_PER_PASS = 20_000;
+/** Jobs read per round trip, and at most per pass, when looking for the batches still to run. */
+const JOB_PAGE = 100;
+const MAX_JOBS_READ = 2_000;
+/** The states of a job that will still run (a stalled active job goes back to waiting). */
+const PENDING_STATES: JobType[] = ['active', 'waiting', 'prioritized', 'delayed', 'waiting-children'];
+
+/**
+ * The operations named by `settle-batch` jobs that will still run, oldest jobs first: under a
+ * backlog an operation open longer than `pendingAfterMs` is usually still queued in one, and
+ * has no job of its own for `getJob` to find. Reads at most `maxJobs` jobs.
+ */
+export async function queuedBatchOperations(queue: Queue, maxJobs = MAX_JOBS_READ): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (let start = 0, read = 0; read < maxJobs; start += JOB_PAGE) {
+    // Each state is read from `start` on: a page holds up to JOB_PAGE jobs of each.
+    const jobs = await queue.getJobs(PENDING_STATES, start, start + JOB_PAGE - 1, true);
+    if (jobs.length === 0) break;
+    read += jobs.length;
+    for (const job of jobs) {
+      const data = job?.name === 'settle-batch' ? (job.data as Partial<JobPayload<'settle-batch'>>) : undefined;
+      for (const id of data?.operationIds ?? []) ids.add(id);
+    }
+  }
+  return ids;
+}
 
 /**
  * Finds operations open longer than `pendingAfterMs` and makes sure each has a live job:
  * re-adds it when Redis lost it (restart, FLUSHALL), retries it when its job failed for good.
- * Returns how many jobs it added or retried.
+ * One still queued in a `settle-batch` job is left to that job (once per pass the reconciler
+ * reads which operations the queued batches name), so a backlog older than `pendingAfterMs` is
+ * not settled twice over. Returns how many jobs it added or retried.
  */
 export async function reconcileOnce(
   shards: ShardRouter,
@@ -23,14 +50,19 @@ export async function reconcileOnce(
 ): Promise<number> {
   const olderThan = new Date(Date.now() - pendingAfterMs);
   let repaired = 0;
+  let queued: Promise<Set<string>> | undefined;
+  // Read once per pass, on the first stale operation. Ids not seen (a pass that could not read
+  // every queued job, or a batch that ended meanwhile) are checked one by one, as before.
+  const inQueuedBatch = async (id: string) => (await (queued ??= queuedBatchOperations(queue))).has(id);
   for (const database of shards.databases) {
-    let after: { createdAt: Date; id: string } | undefined;
+    let after: StaleCursor | undefined;
     for (let seen = 0; seen < MAX_PER_PASS; ) {
       const open = await findStaleOpenOperations(database.db, olderThan, PAGE, after);
       if (open.length === 0) break;
       seen += open.length;
       after = open.at(-1);
       for (const op of open) {
+        if (op.type === 'transfer' && (await inQueuedBatch(op.id))) continue;
         if (await ensureLiveJob(queue, op, logger)) {
           repaired++;
           reconcilerRepairs.inc();

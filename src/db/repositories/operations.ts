@@ -11,21 +11,28 @@ export async function findOperation(db: Db, id: string): Promise<OperationRow | 
   return row;
 }
 
+/**
+ * Where a page of stale operations ended: the last one's id and its `created_at` as Postgres
+ * wrote it (microseconds; a Date keeps milliseconds, and a page's operations often share one
+ * timestamp, so a Date cursor would hand the same page back again and again).
+ */
+export type StaleCursor = { createdAt: string; id: string };
+
 /** Open operations accepted before `olderThan`, oldest first: candidates for re-enqueueing. */
 export async function findStaleOpenOperations(
   db: Db,
   olderThan: Date,
   limit: number,
-  after?: { createdAt: Date; id: string },
-): Promise<Pick<OperationRow, 'id' | 'type' | 'createdAt'>[]> {
+  after?: StaleCursor,
+): Promise<(Pick<OperationRow, 'id' | 'type'> & StaleCursor)[]> {
   return db
-    .select({ id: operations.id, type: operations.type, createdAt: operations.createdAt })
+    .select({ id: operations.id, type: operations.type, createdAt: sql<string>`${operations.createdAt}::text` })
     .from(operations)
     .where(
       and(
         sql`${operations.status} ${OPEN_STATUS}`, // a literal: the partial index operations_open_idx applies (sql.ts)
         lt(operations.createdAt, olderThan),
-        after ? sql`(${operations.createdAt}, ${operations.id}) > (${after.createdAt}, ${after.id})` : undefined,
+        after ? sql`(${operations.createdAt}, ${operations.id}) > (${after.createdAt}::timestamptz, ${after.id}::uuid)` : undefined,
       ),
     )
     .orderBy(asc(operations.createdAt), asc(operations.id))
