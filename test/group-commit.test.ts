@@ -173,6 +173,14 @@ describe('POST /v1/transfers/batch', () => {
     });
     expect(reused.status).toBe(422);
     expect(reused.body.code).toBe('idempotency_key_reused');
+    // Both at once: the reused key decides the answer, as for one transfer; both are listed.
+    const both = await t.api.request('POST', '/v1/transfers/batch', {
+      key,
+      body: { transfers: [item(randomUUID(), b!, '1'), { ...used, amount: '6' }] },
+    });
+    expect(both.status).toBe(422);
+    expect(both.body.code).toBe('idempotency_key_reused');
+    expect(both.body.errors.map((e: { path: string }) => e.path).sort()).toEqual(['body.transfers.0.fromWalletId', 'body.transfers.1.idempotencyKey']);
 
     const duplicate = await t.api.request('POST', '/v1/transfers/batch', { key, body: { transfers: [item(a!, b!, '1', 'k'), item(b!, a!, '1', 'k')] } });
     expect(duplicate.status).toBe(400);

@@ -68,7 +68,9 @@ export async function acceptTransferBatch(
     }
   });
   if (problems.length > 0) {
-    const code = problems.some((p) => p.code === 'wallet_not_found') ? 'wallet_not_found' : 'idempotency_key_reused';
+    // As for one transfer, a key used with another body is answered 422 whatever else is wrong:
+    // its retries keep getting the same answer (the other problems are listed too).
+    const code = problems.some((p) => p.code === 'idempotency_key_reused') ? 'idempotency_key_reused' : 'wallet_not_found';
     throw new HttpProblem(code, 'the batch was refused; nothing was accepted', problems.map(({ path, message }) => ({ path, message })));
   }
 
