@@ -11,6 +11,7 @@ import {
   LedgerlineError,
   type LedgerlineClient,
 } from '../src/client/ledgerline-client.ts';
+import { EXACT_UP_TO, RateLimiter, type RateLimitDecision } from '../src/api/rate-limit.ts';
 import { ADMIN_TOKEN, createTestEnv, type TestEnv } from './support/env.ts';
 import { freePort, startRedisServer, waitHealthy } from './support/processes.ts';
 
@@ -238,5 +239,59 @@ describe('Redis down', () => {
     } finally {
       redis.kill('SIGKILL');
     }
+  });
+});
+
+describe('limits above EXACT_UP_TO: a sliding-window counter', () => {
+  // A window of ~11.5 days: no fixed-window boundary passes during a test.
+  const WINDOW_SECONDS = 1_000_000;
+  const limiter = () => new RateLimiter(t.redis, `${t.config.REDIS_PREFIX}:unit`, WINDOW_SECONDS);
+
+  it('admits the limit, refuses the next, and holds a few numbers however high the limit', async () => {
+    const l = limiter();
+    const client = randomUUID();
+    const limit = EXACT_UP_TO + 50;
+    const decisions: RateLimitDecision[] = [];
+    for (let i = 0; i < limit; i += 500) {
+      decisions.push(...(await Promise.all(Array.from({ length: Math.min(500, limit - i) }, () => l.take(l.ticket(client, 'transfer', limit))))));
+    }
+    expect(decisions.every((d) => d.allowed)).toBe(true);
+    expect(decisions.map((d) => d.remaining).sort((a, b) => a - b).slice(0, 3)).toEqual([0, 1, 2]);
+    const refused = await l.take(l.ticket(client, 'transfer', limit));
+    expect(refused).toMatchObject({ allowed: false, remaining: 0 });
+    const key = l.ticket(client, 'transfer', limit).key;
+    expect(await t.redis.type(key)).toBe('hash');
+    expect(await t.redis.hlen(key)).toBe(1);
+
+    // At the threshold each admitted request is still logged, exactly.
+    const exact = l.ticket(client, 'fund', EXACT_UP_TO);
+    expect([key.includes(':rlc:'), exact.key.includes(':rl:')]).toEqual([true, true]);
+    await l.take(exact);
+    expect(await t.redis.type(exact.key)).toBe('zset');
+  });
+
+  it('weighs the previous window by how much of it the sliding window still covers', async () => {
+    const l = limiter();
+    const limit = 20_000;
+    const ticket = l.ticket(randomUUID(), 'transfer', limit);
+    const windowMs = WINDOW_SECONDS * 1000;
+    const [seconds, micros] = await t.redis.time();
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const slot = Math.floor(now / windowMs);
+    // The previous fixed window was full, this one has 100 so far.
+    await t.redis.hset(ticket.key, String(slot - 1), String(limit), String(slot), '100');
+    const expected = Math.floor((limit * (windowMs - (now - slot * windowMs))) / windowMs) + 100;
+    const decision = await l.take(ticket);
+    if (expected < limit) {
+      expect(decision.allowed).toBe(true);
+      // The estimate moves by at most a request in the few ms between our clock read and the script's.
+      expect(Math.abs(decision.remaining - (limit - expected - 1))).toBeLessThanOrEqual(1);
+    } else {
+      expect(decision.allowed).toBe(false);
+    }
+    // A window two back is forgotten.
+    await t.redis.hset(ticket.key, String(slot - 2), '5');
+    await l.take(ticket);
+    expect(await t.redis.hexists(ticket.key, String(slot - 2))).toBe(0);
   });
 });

@@ -31,30 +31,71 @@ export function defaultRateLimits(config: Config): Record<RateLimitClass, number
 }
 
 /**
- * Sliding-window log, atomic in one script: drop entries older than the window, count, add
- * this request if under the limit. Time comes from Redis (TIME), so API processes with skewed
- * clocks share one timeline. Only admitted requests are logged, so a key holds at most `limit`
- * members. Leaves `allowed`, `count` and `reset` (ms until the oldest leaves) in Lua locals;
- * KEYS[1] is the window, ARGV[1..3] the limit, the window in ms and this request's member.
- * The accept routes run it in one script with their idempotency claim (idempotency.ts).
+ * Limits up to this many requests per window are counted exactly (a log of each admitted
+ * request); larger ones by a sliding-window counter, whose memory does not grow with the limit.
+ */
+export const EXACT_UP_TO = 10_000;
+
+/**
+ * One rate-limit step, atomic in one script. Time comes from Redis (TIME), so API processes with
+ * skewed clocks share one timeline. Leaves `allowed`, `count` and `reset` (ms until a slot
+ * frees) in Lua locals; KEYS[1] is the window, ARGV[1..3] the limit, the window in ms and this
+ * request's member. The accept routes run it in one script with their idempotency claim
+ * (idempotency.ts).
+ *
+ * Up to EXACT_UP_TO: a sliding-window log (a sorted set of the admitted requests: drop entries
+ * older than the window, count, add this one if under the limit), exact: the 101st request in
+ * any span of the window is refused, even across a fixed-window boundary. It holds one member
+ * per admitted request, so above EXACT_UP_TO (the window's key is then a hash, named apart:
+ * `RateLimiter.ticket`): a sliding-window counter, the current and previous fixed windows'
+ * counts, the previous weighted by how much of it still overlaps the sliding window. Three
+ * numbers per key and class whatever the limit; it assumes the previous window's requests were
+ * spread evenly, so near the limit it may admit or refuse a little early or late.
  */
 export const SLIDING_WINDOW_STEP = `
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  count = count + 1
-  allowed = 1
+local count
+local reset
+if limit > ${EXACT_UP_TO} then
+  local slot = math.floor(now / window)
+  local into = now - slot * window
+  local previous = tonumber(redis.call('HGET', KEYS[1], tostring(slot - 1)) or '0')
+  local current = tonumber(redis.call('HGET', KEYS[1], tostring(slot)) or '0')
+  count = math.floor(previous * (window - into) / window) + current
+  if count < limit then
+    redis.call('HINCRBY', KEYS[1], tostring(slot), 1)
+    count = count + 1
+    allowed = 1
+  end
+  redis.call('HDEL', KEYS[1], tostring(slot - 2))
+  redis.call('PEXPIRE', KEYS[1], 2 * window)
+  -- When a slot frees: once this window's own count alone is the limit, a little after this
+  -- window ends (as its weight starts to fall); else when the previous window's share has
+  -- shrunk by one request, or this window ends, whichever comes first.
+  if current >= limit then
+    reset = window - into + math.ceil(window / current)
+  elseif previous > 0 then
+    reset = math.min(window - into, math.ceil(window / previous))
+  else
+    reset = window - into
+  end
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  count = redis.call('ZCARD', KEYS[1])
+  if count < limit then
+    redis.call('ZADD', KEYS[1], now, ARGV[3])
+    count = count + 1
+    allowed = 1
+  end
+  redis.call('PEXPIRE', KEYS[1], window)
+  reset = window
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 end
-redis.call('PEXPIRE', KEYS[1], window)
-local reset = window
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 `;
 
 export interface RateLimitDecision {
@@ -83,7 +124,8 @@ export type SlidingWindowReply = [number, number, number];
  * request in any 3600 s span is refused, whichever process serves it, even across a fixed
  * window boundary), it is one short script with no dependency, and its memory is bounded by
  * the limit (rejected requests are not logged): ≤ 1000 small members per key and class with
- * the defaults. Keys with huge overrides (benchmarks) cost one member per admitted request.
+ * the defaults. Limits above EXACT_UP_TO (a high-volume client's override) are counted by a
+ * sliding-window counter instead, so no key and class holds more than EXACT_UP_TO members.
  */
 export class RateLimiter {
   private readonly slidingWindow: (...keysThenArgs: (string | number)[]) => Promise<SlidingWindowReply>;
@@ -98,7 +140,8 @@ export class RateLimiter {
 
   ticket(clientId: string, cls: RateLimitClass, limit: number): RateLimitTicket {
     return {
-      key: `${this.prefix}:rl:${clientId}:${cls}`,
+      // The two algorithms keep different Redis types: a limit changed across EXACT_UP_TO starts a new window.
+      key: `${this.prefix}:${limit > EXACT_UP_TO ? 'rlc' : 'rl'}:${clientId}:${cls}`,
       limit,
       windowMs: this.windowSeconds * 1000,
       member: `${Date.now()}-${randomUUID()}`, // randomUUID draws from a cached pool: no syscall per request
