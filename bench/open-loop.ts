@@ -73,11 +73,6 @@ export class SocketPool {
     return `${head}Content-Length: ${Buffer.byteLength(request.body)}\r\n\r\n${request.body}`;
   }
 
-  /** Sends a serialized request on an idle socket (or a new one); `done` gets its outcome. */
-  send(wire: string, done: (outcome: Outcome) => void): void {
-    this.dispatch(wire, done);
-  }
-
   /** Closes every socket: requests still waiting or in flight end with an error. */
   destroy(): void {
     this.closing = true;
@@ -85,7 +80,8 @@ export class SocketPool {
     for (const socket of this.all) socket.destroy();
   }
 
-  private dispatch(head: string, done: (o: Outcome) => void): void {
+  /** Sends a serialized request on an idle socket (or a new one); `done` gets its outcome. */
+  send(head: string, done: (outcome: Outcome) => void): void {
     if (this.closing) return done({ error: 'pool closed' });
     const now = performance.now();
     let entry = this.idle.pop();
@@ -103,7 +99,7 @@ export class SocketPool {
       if (this.closing) return;
       const next = this.waiting.shift();
       if (next && reusable) socket.request(next.head, next.done);
-      else if (next) this.dispatch(next.head, next.done);
+      else if (next) this.send(next.head, next.done);
       else if (reusable) this.idle.push({ socket, since: performance.now() });
     });
     this.all.add(socket);
