@@ -270,6 +270,26 @@ describe('limits above EXACT_UP_TO: a sliding-window counter', () => {
     expect(await t.redis.type(exact.key)).toBe('zset');
   });
 
+  it('counts a transfer with its idempotency claim in the same script, as below the threshold', async () => {
+    const key = await newKey(apiA, { transfer: EXACT_UP_TO * 2 });
+    const [a, b] = [createLedgerlineClient({ baseUrl: apiA, apiKey: key }), createLedgerlineClient({ baseUrl: apiB, apiKey: key })];
+    const from = (await a.wallets.create({ currency: 'USD' })).data.id;
+    const to = (await a.wallets.create({ currency: 'USD' })).data.id;
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => transfer(i % 2 ? a : b, from, to)));
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill(202));
+    expect(new Set(results.map((r) => r.headers.get('ratelimit-limit')))).toEqual(new Set([String(EXACT_UP_TO * 2)]));
+    const remaining = results.map((r) => EXACT_UP_TO * 2 - Number(r.headers.get('ratelimit-remaining'))).sort((x, y) => x - y);
+    expect(remaining).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    const counters = await t.redis.keys(`${t.config.REDIS_PREFIX}:rlc:*:transfer`);
+    expect(counters).toHaveLength(1);
+    expect(await t.redis.type(counters[0]!)).toBe('hash');
+    // The claim was made: the same key and body again is a replay, not a second operation.
+    const idempotencyKey = randomUUID();
+    const first = await a.transfers.create({ fromWalletId: from, toWalletId: to, amount: '1' }, { idempotencyKey });
+    const again = await b.transfers.create({ fromWalletId: from, toWalletId: to, amount: '1' }, { idempotencyKey });
+    expect(again.data.id).toBe(first.data.id);
+  });
+
   it('weighs the previous window by how much of it the sliding window still covers', async () => {
     const l = limiter();
     const limit = 20_000;

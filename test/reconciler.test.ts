@@ -88,3 +88,23 @@ it('leaves transfers queued in a batch job to it, and re-enqueues those whose ba
   expect(entries.rows[0].n).toBe(2 * ids.length);
   expect(await ledgerViolations(t.pool)).toEqual([]);
 }, 60_000);
+
+it('reads every queued batch job (their ids in one MULTI, so none shifts out of view), oldest first', async () => {
+  // A queue of its own: no worker, nothing else in it.
+  const own = createSettlementQueue({ ...t.config, REDIS_PREFIX: `${t.config.REDIS_PREFIX}:own` }, t.redis);
+  try {
+    const jobs = Array.from({ length: 250 }, (_, i) => {
+      const operationIds = [randomUUID(), randomUUID()];
+      return { name: 'settle-batch' as const, data: { operationId: operationIds[0]!, operationIds }, opts: { jobId: `batch-${String(i).padStart(3, '0')}` } };
+    });
+    await own.addBulk(jobs.slice(0, 240));
+    for (const job of jobs.slice(240)) await own.add(job.name, job.data, { ...job.opts, delay: 60_000 });
+    await own.add('settle-transfer', { operationId: randomUUID() }, { jobId: randomUUID() }); // not a batch: not read
+    expect(await queuedBatchOperations(own)).toEqual(new Set(jobs.flatMap((j) => j.data.operationIds)));
+    // Capped: the oldest jobs first (the delayed ones, due later, come after the waiting ones).
+    expect(await queuedBatchOperations(own, 100)).toEqual(new Set(jobs.slice(0, 100).flatMap((j) => j.data.operationIds)));
+  } finally {
+    await own.obliterate({ force: true });
+    await own.close();
+  }
+});

@@ -9,6 +9,9 @@ import type { Config } from '../config.ts';
 
 export const SETTLEMENT_QUEUE = 'settlement';
 
+/** Every `settle-batch` job id starts so (the reconciler finds them by it). */
+export const BATCH_JOB_ID_PREFIX = 'batch-';
+
 /** Most operations one `settle-batch` job names. */
 export const MAX_BATCH_JOB = 1000;
 
@@ -107,7 +110,7 @@ export async function enqueueSettlements(
     for (let i = 0; i < together.length; i += MAX_BATCH_JOB) {
       const chunk = together.slice(i, i + MAX_BATCH_JOB);
       const data: JobPayload<'settle-batch'> = { operationId: chunk[0]!.id, operationIds: chunk.map((o) => o.id) };
-      jobs.push({ name: 'settle-batch', data, opts: { jobId: `batch-${randomUUID()}` } });
+      jobs.push({ name: 'settle-batch', data, opts: { jobId: `${BATCH_JOB_ID_PREFIX}${randomUUID()}` } });
     }
   }
   if (jobs.length > 0) await queue.addBulk(jobs);

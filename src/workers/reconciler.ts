@@ -1,35 +1,54 @@
-import type { JobType, Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { findStaleOpenOperations, type StaleCursor } from '../db/repositories/operations.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
 import { reconcilerRepairs } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
-import { enqueueSettlement, type JobPayload } from '../jobs/catalog.ts';
+import { BATCH_JOB_ID_PREFIX, enqueueSettlement, type JobPayload } from '../jobs/catalog.ts';
 
 const PAGE = 500;
 /** Upper bound of operations inspected per database per pass. */
 const MAX_PER_PASS = 20_000;
-/** Jobs read per round trip, and at most per pass, when looking for the batches still to run. */
-const JOB_PAGE = 100;
+/** Batch jobs read at most per pass, and per round trip, when looking for the batches still to run. */
 const MAX_JOBS_READ = 2_000;
-/** The states of a job that will still run (a stalled active job goes back to waiting). */
-const PENDING_STATES: JobType[] = ['active', 'waiting', 'prioritized', 'delayed', 'waiting-children'];
+const JOB_PAGE = 100;
 
 /**
- * The operations named by `settle-batch` jobs that will still run, oldest jobs first: under a
- * backlog an operation open longer than `pendingAfterMs` is usually still queued in one, and
- * has no job of its own for `getJob` to find. Reads at most `maxJobs` jobs.
+ * The operations named by `settle-batch` jobs that will still run (active, waiting, paused,
+ * prioritized or delayed), oldest jobs first: under a backlog an operation open longer than
+ * `pendingAfterMs` is usually still queued in one, and has no job of its own for `getJob` to
+ * find. The job ids of every state are read in one MULTI, so no job is missed while workers
+ * take jobs meanwhile (paging through the lists would skip the ones that shifted); then the
+ * data of at most `maxJobs` of them. A job finished meanwhile has no data left and is skipped.
  */
 export async function queuedBatchOperations(queue: Queue, maxJobs = MAX_JOBS_READ): Promise<Set<string>> {
+  const client = await queue.backend.client;
+  const k = queue.keys;
+  const replies = await client
+    .multi()
+    .lrange(k.active!, 0, -1)
+    .lrange(k.wait!, 0, -1)
+    .lrange(k.paused!, 0, -1)
+    .zrange(k.prioritized!, 0, -1)
+    .zrange(k.delayed!, 0, -1)
+    .exec();
+  if (!replies) throw new Error('the queue read was aborted');
+  const lists = replies.map(([err, ids]: [Error | null, unknown]) => {
+    if (err) throw err;
+    return ids as string[];
+  });
+  // Waiting lists take new jobs at their head: oldest first is from their tail.
+  const [active, wait, paused, prioritized, delayed] = lists as [string[], string[], string[], string[], string[]];
+  const batchIds = [...active, ...wait.reverse(), ...paused.reverse(), ...prioritized, ...delayed]
+    .filter((id) => id.startsWith(BATCH_JOB_ID_PREFIX))
+    .slice(0, maxJobs);
   const ids = new Set<string>();
-  for (let start = 0, read = 0; read < maxJobs; start += JOB_PAGE) {
-    // Each state is read from `start` on: a page holds up to JOB_PAGE jobs of each.
-    const jobs = await queue.getJobs(PENDING_STATES, start, start + JOB_PAGE - 1, true);
-    if (jobs.length === 0) break;
-    read += jobs.length;
-    for (const job of jobs) {
-      const data = job?.name === 'settle-batch' ? (job.data as Partial<JobPayload<'settle-batch'>>) : undefined;
-      for (const id of data?.operationIds ?? []) ids.add(id);
+  for (let i = 0; i < batchIds.length; i += JOB_PAGE) {
+    const page = await Promise.all(batchIds.slice(i, i + JOB_PAGE).map((id) => client.hget(queue.toKey(id), 'data')));
+    for (const data of page) {
+      if (data === null) continue;
+      const payload = JSON.parse(data) as Partial<JobPayload<'settle-batch'>>;
+      for (const id of payload.operationIds ?? []) ids.add(id);
     }
   }
   return ids;
@@ -53,7 +72,13 @@ export async function reconcileOnce(
   let queued: Promise<Set<string>> | undefined;
   // Read once per pass, on the first stale operation. Ids not seen (a pass that could not read
   // every queued job, or a batch that ended meanwhile) are checked one by one, as before.
-  const inQueuedBatch = async (id: string) => (await (queued ??= queuedBatchOperations(queue))).has(id);
+  const inQueuedBatch = async (id: string) =>
+    (
+      await (queued ??= queuedBatchOperations(queue).catch((err: unknown) => {
+        logger.warn({ err }, 'could not read the queued batch jobs; checking each operation on its own');
+        return new Set<string>();
+      }))
+    ).has(id);
   for (const database of shards.databases) {
     let after: StaleCursor | undefined;
     for (let seen = 0; seen < MAX_PER_PASS; ) {
