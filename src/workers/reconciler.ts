@@ -9,8 +9,9 @@ import { BATCH_JOB_ID_PREFIX, enqueueSettlement, type JobPayload } from '../jobs
 const PAGE = 500;
 /** Upper bound of operations inspected per database per pass. */
 const MAX_PER_PASS = 20_000;
-/** Batch jobs read at most per pass, and per round trip, when looking for the batches still to run. */
+/** Batch jobs whose data is read at most per pass, when looking for the batches still to run. */
 const MAX_JOBS_READ = 2_000;
+/** Job data read at once (one batch of HGETs). */
 const JOB_PAGE = 100;
 
 /**
