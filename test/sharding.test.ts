@@ -2,8 +2,10 @@
  * Four shard databases: same-database transfers settle in one transaction, cross-database ones
  * as a saga (hold, credit, settle) with compensation. Invariants are checked over all databases.
  */
+import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ShardRouter } from '../src/db/shard-router.ts';
 import { createTestEnv, databaseIndexOf, systemViolations, type TestEnv } from './support/env.ts';
 
 const DATABASES = 4;
@@ -45,6 +47,33 @@ describe('sharded ledger', () => {
     const saga = await t.pools[databaseIndexOf(a!, DATABASES)]!.query('SELECT state FROM transfer_sagas WHERE operation_id = $1', [tr.body.id]);
     expect(saga.rows[0].state).toBe('completed');
     expect(await systemViolations(t.pools)).toEqual([]);
+  });
+
+  it('batches racing with one key write one operation, though the key lives in another database', async () => {
+    // The operation's database (its source wallet's) comes first in database order, the key's
+    // later: a batch that wrote its operation before claiming the key would leave one
+    // operation per racer (nothing else in the schema refuses a second one).
+    const from = (await walletsInEveryDatabase(1))[0]![0]!;
+    const to = (await walletsInEveryDatabase(1))[1]![0]!;
+    const { rows } = await t.pools[databaseIndexOf(from, DATABASES)]!.query('SELECT client_id FROM wallets WHERE id = $1', [from]);
+    const clientId: string = rows[0].client_id;
+    const keyDatabase = (k: string) => Math.floor((ShardRouter.idempotencyShard(clientId, k) * DATABASES) / 256);
+    const keys: string[] = [];
+    while (keys.length < 12) {
+      const k = `race-${randomUUID()}`;
+      if (keyDatabase(k) !== databaseIndexOf(from, DATABASES)) keys.push(k);
+    }
+    for (const k of keys) {
+      const body = { transfers: [{ fromWalletId: from, toWalletId: to, amount: '1', idempotencyKey: k }] };
+      const answers = await Promise.all(Array.from({ length: 6 }, () => t.api.request('POST', '/v1/transfers/batch', { key, body })));
+      expect(answers.filter((a) => a.status !== 202 && a.status !== 409).map((a) => [a.status, a.body])).toEqual([]);
+      const named = new Set(answers.filter((a) => a.status === 202).map((a) => a.body.operations[0].id));
+      expect(named.size).toBe(1);
+      const written = await Promise.all(
+        t.pools.map(async (db) => (await db.query('SELECT id FROM operations WHERE client_id = $1 AND idempotency_key = $2', [clientId, k])).rows),
+      );
+      expect(written.flat().map((r) => r.id)).toEqual([...named]);
+    }
   });
 
   it('compensates: a refused destination on another shard releases the hold', async () => {

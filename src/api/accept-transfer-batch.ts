@@ -1,10 +1,11 @@
 /**
  * POST /v1/transfers/batch: up to MAX_TRANSFER_BATCH (schemas.ts) transfers, one idempotency key each,
  * accepted as a unit. Everything is checked before anything is written (owned wallets, keys
- * reused with another body); then each database's share (key claims, operations) is written in
- * one transaction. With one database that is one transaction: all or nothing. With several,
- * a failure between databases answers 5xx and the same request sent again completes the batch
- * (every item's key names its operation, so nothing is accepted twice).
+ * reused with another body); then the keys are claimed, each database's claims in one
+ * transaction with the operations that live beside them, and only then the operations whose
+ * keys live in another database. With one database that is one transaction: all or nothing.
+ * With several, a failure between databases answers 5xx and the same request sent again
+ * completes the batch (every item's key names its operation, so nothing is accepted twice).
  */
 import type { Queue } from 'bullmq';
 import type { Database } from '../db/client.ts';
@@ -74,7 +75,11 @@ export async function acceptTransferBatch(
     throw new HttpProblem(code, 'the batch was refused; nothing was accepted', problems.map(({ path, message }) => ({ path, message })));
   }
 
-  // 3. Each database's share in one transaction: the new keys' claims, then the new operations.
+  // 3. Every new key is claimed before any operation is written outside the claim's database, so
+  //    an operation only ever gets the id its key's committed claim names (two batches racing
+  //    with one key cannot both write one: the loser's claim fails, or its insert meets the
+  //    winner's id). First pass: per database, its claims and the operations whose keys it
+  //    homes, in one transaction. Second: the operations whose keys live elsewhere.
   const planned = transfers.map((t, i) => ({
     transfer: t,
     wallet: walletOf[i]!,
@@ -96,29 +101,31 @@ export async function acceptTransferBatch(
     traceparent: request.traceparent,
   });
   const fresh = planned.filter((p) => p.isNew);
-  const databases = new Set([
-    ...fresh.map((p) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey)),
-    ...fresh.map((p) => shards.forId(p.operationId)),
-  ]);
+  const keyHome = (p: (typeof planned)[number]) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey);
   const created: OperationRow[] = [];
-  for (const database of shards.databases.filter((d) => databases.has(d))) {
-    const claims = fresh.filter((p) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey) === database);
-    const ops = fresh.filter((p) => shards.forId(p.operationId) === database);
+  for (const [database, unsorted] of byDatabase(fresh, keyHome)) {
+    // In key order: two batches claiming overlapping keys wait for each other instead of deadlocking.
+    const claims = unsorted.toSorted((a, b) => (a.transfer.idempotencyKey < b.transfer.idempotencyKey ? -1 : 1));
+    const ops = claims.filter((p) => shards.forId(p.operationId) === database);
     created.push(
       ...(await database.db.transaction(async (tx) => {
-        if (claims.length > 0) {
-          const inserted = await insertIdempotencyKeys(
-            tx,
-            claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })),
-          );
-          if (inserted.length !== claims.length) {
-            // Another request claimed one of these keys since step 2: it may still be recording.
-            throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
-          }
+        const inserted = await insertIdempotencyKeys(
+          tx,
+          claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })),
+        );
+        if (inserted.length !== claims.length) {
+          // Another request claimed one of these keys since step 2: it may still be recording.
+          throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
         }
         return insertOperations(tx, ops.map(operationRow));
       })),
     );
+  }
+  for (const [database, ops] of byDatabase(
+    fresh.filter((p) => shards.forId(p.operationId) !== keyHome(p)),
+    (p) => shards.forId(p.operationId),
+  )) {
+    created.push(...(await insertOperations(database.db, ops.map(operationRow))));
   }
 
   // 4. Read the operations the batch names that this request did not create.
@@ -128,14 +135,16 @@ export async function acceptTransferBatch(
     const rows = await findOperations(database.db, items.map((p) => p.operationId));
     for (const row of rows) byId.set(row.id, row);
   }
-  if (planned.some((p) => !byId.has(p.operationId))) {
-    // A key claimed by an earlier batch that failed before its operation's database: finish it.
-    const lost = planned.filter((p) => !byId.has(p.operationId));
-    for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
-      const rows = await insertOperations(database.db, items.map(operationRow));
-      created.push(...rows);
-      for (const row of rows) byId.set(row.id, row);
-    }
+  // A key claimed without its operation yet: an earlier batch failed between databases, or a
+  // racer that claimed it is writing the operation now. Written here under the claimed id; what
+  // the racer wrote first is read back instead.
+  const lost = planned.filter((p) => !byId.has(p.operationId));
+  for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
+    const rows = await insertOperations(database.db, items.map(operationRow));
+    created.push(...rows);
+    for (const row of rows) byId.set(row.id, row);
+    const raced = items.filter((p) => !byId.has(p.operationId)).map((p) => p.operationId);
+    if (raced.length > 0) for (const row of await findOperations(database.db, raced)) byId.set(row.id, row);
   }
 
   if (created.length > 0) {

@@ -104,8 +104,10 @@ export const operations = pgTable(
     requestId: text('request_id'),
     traceparent: text('traceparent'),
   },
+  // One operation per (client, key) is idempotency_keys' primary key: an operation is only ever
+  // written with the id its key's committed claim names (0010 dropped a unique index that
+  // repeated it here at two index writes per operation).
   (t) => [
-    uniqueIndex('operations_client_idempotency_uq').on(t.clientId, t.idempotencyKey),
     index('operations_open_idx')
       .on(t.createdAt)
       .where(sql`${t.status} IN ('pending', 'processing')`),
@@ -139,7 +141,8 @@ export const ledgerEntries = pgTable(
     // One debit and one credit per operation per wallet: the same operation's legs in one
     // database may include a wallet that arrived from another database by a shard move.
     uniqueIndex('ledger_entries_operation_wallet_leg_uq').on(t.operationId, t.walletId, t.leg),
-    uniqueIndex('ledger_entries_id_uq').on(t.id),
+    // The entry's `id` is a fresh UUIDv7 and no query looks an entry up by it; 0010 dropped its
+    // unique index (an index write per entry on the settlement's critical path).
     index('ledger_entries_wallet_seq_idx').on(t.walletId, t.seq),
     check('ledger_entries_sign', sql`(${t.leg} = 'debit' AND ${t.amount} < 0) OR (${t.leg} = 'credit' AND ${t.amount} > 0)`),
   ],

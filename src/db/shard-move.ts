@@ -52,7 +52,7 @@ const INSERT: Record<Table, { columns?: string; order?: string; conflict: string
   ledger_entries: {
     columns: 'id, operation_id, wallet_id, leg, amount, balance_after, created_at',
     order: 'seq',
-    conflict: '(id)',
+    conflict: '(operation_id, wallet_id, leg)',
   },
   outbox: {
     columns: 'event_id, type, key, payload, operation_id, created_at, sent_at, request_id, traceparent',
