@@ -146,10 +146,18 @@ async function drive(
   };
 }
 
+/**
+ * Whether any operation is still open. EXISTS stops at the first one: a COUNT(*) over the open
+ * operations took ~80 ms of Postgres CPU under a bulk backlog, and polled every 100 ms it took a
+ * third of a core from the system it was timing (the baselines are not polled).
+ */
+async function anyOpen(db: pg.Pool): Promise<boolean> {
+  return (await db.query(`SELECT EXISTS (SELECT 1 FROM operations WHERE status IN ('pending', 'processing')) AS open`)).rows[0].open;
+}
+
 async function waitSettled(db: pg.Pool): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending','processing')`)).rows[0].count);
-    if (open === 0) return;
+    if (!(await anyOpen(db))) return;
     await sleep(100);
   }
 }
@@ -158,8 +166,7 @@ async function waitSettled(db: pg.Pool): Promise<void> {
 async function waitQuiet(db: pg.Pool): Promise<void> {
   await waitSettled(db);
   for (let i = 0; i < 600; i++) {
-    const unsent = Number((await db.query(`SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL`)).rows[0].count);
-    if (unsent === 0) return;
+    if (!(await db.query(`SELECT EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL) AS unsent`)).rows[0].unsent) return;
     await sleep(100);
   }
 }
@@ -253,12 +260,15 @@ async function main(): Promise<void> {
   await queue.resume();
   const t0 = Date.now();
   bar.start(queued, 0, { phase: 'settle (drain)', info: '' });
-  for (;;) {
-    const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending', 'processing')`)).rows[0].count);
-    bar.update(queued - open, { info: `${queued - open}/${queued}` });
-    if (open === 0) break;
-    await sleep(200);
+  // Polled cheaply (anyOpen); the progress bar's count, which scans the open operations, every 2 s.
+  for (let polls = 0; await anyOpen(db); polls++) {
+    if (polls % 20 === 19) {
+      const open = Number((await db.query(`SELECT COUNT(*) FROM operations WHERE status IN ('pending', 'processing')`)).rows[0].count);
+      bar.update(queued - open, { info: `${queued - open}/${queued}` });
+    }
+    await sleep(100);
   }
+  bar.update(queued, { info: `${queued}/${queued}` });
   bar.stop();
   const settleSeconds = (Date.now() - t0) / 1000;
   const settle = { operations: queued, seconds: settleSeconds, perSecond: queued / settleSeconds };
