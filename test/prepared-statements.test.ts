@@ -9,6 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/client.ts';
 import { StatementNames } from '../src/db/prepared-statements.ts';
+import { plainArray } from '../src/db/sql.ts';
 import { findStaleOpenOperations } from '../src/db/repositories/operations.ts';
 import * as schema from '../src/db/schema.ts';
 import { internalAccount } from '../src/workers/settle-operation.ts';
@@ -75,6 +76,17 @@ describe('a pool with PG_PREPARED_STATEMENTS', () => {
     const failure = await divide(0).catch((err: unknown) => err);
     expect((failure as { cause?: { code?: string } }).cause?.code).toBe('22012'); // division_by_zero
     expect((await divide(2)).rows[0]!.q).toBe(5);
+  });
+
+  it('binds an array literal of uuids and integers (plainArray) as Postgres reads it, nulls included', async () => {
+    const ids = ['018f3c1e-0000-7000-8000-000000000001', '018f3c1e-0000-7000-8000-000000000002'];
+    const { rows } = await database.db.execute<{ ids: string; n: string; big: string }>(
+      sql`SELECT ${plainArray(ids)}::uuid[]::text AS ids, ${plainArray([1n, null, -3n])}::bigint[]::text AS n,
+                 ${plainArray([9_223_372_036_854_775_807n])}::bigint[]::text AS big`,
+    );
+    expect(rows[0]).toEqual({ ids: `{${ids.join(',')}}`, n: '{1,NULL,-3}', big: '{9223372036854775807}' });
+    const empty = await database.db.execute<{ n: number }>(sql`SELECT cardinality(${plainArray([])}::uuid[]) AS n`);
+    expect(empty.rows[0]!.n).toBe(0);
   });
 
   it('a replaced connection prepares the statement again', async () => {

@@ -13,6 +13,15 @@ export const OPEN_STATUS = sql.raw(`IN ('pending', 'processing')`);
 export const param = (value: unknown): SQL => sql`${sql.param(value)}`;
 
 /**
+ * One bound parameter holding an array literal (`{a,b,NULL}`) of values that never need quoting
+ * in one: uuids and integers the caller took from the database or made itself, never client
+ * input. node-postgres quotes and escapes every element of an array it binds (two regex passes
+ * and a concatenation each); the group commit binds ~11 such elements per transfer.
+ */
+export const plainArray = (values: readonly (string | bigint | null)[]): SQL =>
+  sql`${sql.param(`{${values.map((v) => (v === null ? 'NULL' : String(v))).join(',')}}`)}`;
+
+/**
  * `column = ANY($1::uuid[])`: one parameter however many ids. Cheaper to build and plan than
  * `IN ($1, ..., $n)` on the group-commit and batched-accept paths.
  */
