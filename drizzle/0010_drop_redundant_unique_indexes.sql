@@ -7,5 +7,9 @@
 -- * ledger_entries (id): a fresh UUIDv7 per entry that no query looks up; what keeps an entry
 --   from being written twice is ledger_entries_operation_wallet_leg_uq, which stays, and shard
 --   moves now use it as their conflict target.
+-- Deploy order with several shard databases: run this only once no API process of an earlier
+-- version is left. Those wrote a bulk batch's operations before claiming its keys, and without
+-- the first index two such batches racing with one key could each write an operation.
+-- Plain DROP INDEX (migrations run in a transaction) briefly locks the two tables.
 DROP INDEX "ledger_entries_id_uq";--> statement-breakpoint
 DROP INDEX "operations_client_idempotency_uq";

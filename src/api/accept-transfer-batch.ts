@@ -101,10 +101,13 @@ export async function acceptTransferBatch(
     traceparent: request.traceparent,
   });
   const fresh = planned.filter((p) => p.isNew);
+  // Operations are inserted in id order, keys claimed in key order: two requests writing
+  // overlapping rows wait for each other instead of deadlocking.
+  const byOperationId = <T extends { operationId: string }>(list: readonly T[]) =>
+    list.toSorted((a, b) => (a.operationId < b.operationId ? -1 : 1));
   const keyHome = (p: (typeof planned)[number]) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey);
   const created: OperationRow[] = [];
   for (const [database, unsorted] of byDatabase(fresh, keyHome)) {
-    // In key order: two batches claiming overlapping keys wait for each other instead of deadlocking.
     const claims = unsorted.toSorted((a, b) => (a.transfer.idempotencyKey < b.transfer.idempotencyKey ? -1 : 1));
     const ops = claims.filter((p) => shards.forId(p.operationId) === database);
     created.push(
@@ -117,7 +120,7 @@ export async function acceptTransferBatch(
           // Another request claimed one of these keys since step 2: it may still be recording.
           throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
         }
-        return insertOperations(tx, ops.map(operationRow));
+        return insertOperations(tx, byOperationId(ops).map(operationRow));
       })),
     );
   }
@@ -125,7 +128,7 @@ export async function acceptTransferBatch(
     fresh.filter((p) => shards.forId(p.operationId) !== keyHome(p)),
     (p) => shards.forId(p.operationId),
   )) {
-    created.push(...(await insertOperations(database.db, ops.map(operationRow))));
+    created.push(...(await insertOperations(database.db, byOperationId(ops).map(operationRow))));
   }
 
   // 4. Read the operations the batch names that this request did not create.
@@ -140,7 +143,7 @@ export async function acceptTransferBatch(
   // the racer wrote first is read back instead.
   const lost = planned.filter((p) => !byId.has(p.operationId));
   for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
-    const rows = await insertOperations(database.db, items.map(operationRow));
+    const rows = await insertOperations(database.db, byOperationId(items).map(operationRow));
     created.push(...rows);
     for (const row of rows) byId.set(row.id, row);
     const raced = items.filter((p) => !byId.has(p.operationId)).map((p) => p.operationId);
