@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/client.ts';
 import { StatementNames } from '../src/db/prepared-statements.ts';
-import { plainArray } from '../src/db/sql.ts';
+import { bigintArray, textArray, uuidArray } from '../src/db/sql.ts';
 import { findStaleOpenOperations } from '../src/db/repositories/operations.ts';
 import * as schema from '../src/db/schema.ts';
 import { internalAccount } from '../src/workers/settle-operation.ts';
@@ -78,15 +78,30 @@ describe('a pool with PG_PREPARED_STATEMENTS', () => {
     expect((await divide(2)).rows[0]!.q).toBe(5);
   });
 
-  it('binds an array literal of uuids and integers (plainArray) as Postgres reads it, nulls included', async () => {
-    const ids = ['018f3c1e-0000-7000-8000-000000000001', '018f3c1e-0000-7000-8000-000000000002'];
-    const { rows } = await database.db.execute<{ ids: string; n: string; big: string }>(
-      sql`SELECT ${plainArray(ids)}::uuid[]::text AS ids, ${plainArray([1n, null, -3n])}::bigint[]::text AS n,
-                 ${plainArray([9_223_372_036_854_775_807n])}::bigint[]::text AS big`,
-    );
-    expect(rows[0]).toEqual({ ids: `{${ids.join(',')}}`, n: '{1,NULL,-3}', big: '{9223372036854775807}' });
-    const empty = await database.db.execute<{ n: number }>(sql`SELECT cardinality(${plainArray([])}::uuid[]) AS n`);
-    expect(empty.rows[0]!.n).toBe(0);
+  it('binds uuid, bigint and text arrays in binary form as Postgres reads them, nulls included, prepared or not', async () => {
+    const ids = ['018f3c1e-0000-7000-8000-000000000001', '018F3C1E-ABCD-7000-8000-00000000000F'];
+    const texts = ['plain', 'a,b', '{"quoted"}', 'back\\slash', '', 'NULL', 'é ✓ 🙂', null];
+    const select = () =>
+      database.db.execute<{ ids: string[]; n: string; big: string; texts: string[]; empty: number }>(
+        sql`SELECT ${uuidArray([...ids, null])}::text[] AS ids, ${bigintArray([1n, null, '-3'])}::text AS n,
+                   ${bigintArray([9_223_372_036_854_775_807n, -9_223_372_036_854_775_808n])}::text AS big,
+                   ${textArray(texts)} AS texts, cardinality(${uuidArray([])}) AS empty`,
+      );
+    for (let run = 0; run < 4; run++) {
+      // the 3rd run prepares the statement; the 4th binds the prepared one
+      expect((await select()).rows[0]).toEqual({
+        ids: [ids[0], ids[1]!.toLowerCase(), null],
+        n: '{1,NULL,-3}',
+        big: '{9223372036854775807,-9223372036854775808}',
+        texts,
+        empty: 0,
+      });
+    }
+    expect(await prepared()).toContainEqual(expect.stringContaining('::uuid[]::text[] AS ids'));
+    // Malformed values are refused before anything is sent.
+    expect(() => uuidArray(['018f3c1e-0000-7000-8000-00000000000g'])).toThrow(TypeError);
+    expect(() => uuidArray(['018f3c1e00007000800000000000000001'])).toThrow(TypeError);
+    expect(() => bigintArray([9_223_372_036_854_775_808n])).toThrow(RangeError);
   });
 
   it('a replaced connection prepares the statement again', async () => {

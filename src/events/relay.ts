@@ -4,6 +4,7 @@ import type { Producer } from 'kafkajs';
 import { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { outbox } from '../db/schema.ts';
+import { bigintArray } from '../db/sql.ts';
 import type { Logger } from '../infra/logger.ts';
 import { outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
@@ -61,7 +62,7 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
   await db
     .update(outbox)
     .set({ sentAt: new Date() })
-    .where(sql`${outbox.seq} = ANY(${sql.param(rows.map((r) => r.seq))}::bigint[])`);
+    .where(sql`${outbox.seq} = ANY(${bigintArray(rows.map((r) => r.seq))})`);
   const ackedAt = Date.now();
   for (const row of rows) publishLag.observe((ackedAt - row.createdAt.getTime()) / 1000);
   if (logger?.isLevelEnabled('info')) {

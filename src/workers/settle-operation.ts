@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.ts';
-import { anyId, OPEN_STATUS, param, plainArray } from '../db/sql.ts';
+import { anyId, bigintArray, OPEN_STATUS, param, textArray, uuidArray } from '../db/sql.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
 import { ledgerEntries, operations, wallets } from '../db/schema.ts';
@@ -197,17 +197,17 @@ export async function settleOperations(
       if (changed.length > 0) {
         alongside.push(sql`balances AS (
           UPDATE wallets AS w SET balance = v.balance, updated_at = ${now}
-          FROM unnest(${plainArray(changed.map((w) => w.id))}::uuid[], ${plainArray(changed.map((w) => w.balance))}::bigint[]) AS v(id, balance)
+          FROM unnest(${uuidArray(changed.map((w) => w.id))}, ${bigintArray(changed.map((w) => w.balance))}) AS v(id, balance)
           WHERE w.id = v.id RETURNING 1)`);
       }
       if (entries.length > 0) {
         alongside.push(sql`entries AS (
           INSERT INTO ledger_entries (id, operation_id, wallet_id, leg, amount, balance_after, created_at)
           SELECT id, operation_id, wallet_id, leg, amount, balance_after, ${now}
-          FROM unnest(${plainArray(entries.map((e) => e.id))}::uuid[], ${plainArray(entries.map((e) => e.operationId))}::uuid[],
-                      ${plainArray(entries.map((e) => e.walletId))}::uuid[], ${param(entries.map((e) => e.leg))}::text[],
-                      ${plainArray(entries.map((e) => e.amount))}::bigint[],
-                      ${plainArray(entries.map((e) => e.balanceAfter))}::bigint[])
+          FROM unnest(${uuidArray(entries.map((e) => e.id))}, ${uuidArray(entries.map((e) => e.operationId))},
+                      ${uuidArray(entries.map((e) => e.walletId))}, ${textArray(entries.map((e) => e.leg))},
+                      ${bigintArray(entries.map((e) => e.amount))},
+                      ${bigintArray(entries.map((e) => e.balanceAfter))})
             AS v(id, operation_id, wallet_id, leg, amount, balance_after)
           RETURNING 1)`);
       }
@@ -242,8 +242,8 @@ export async function finishOperations(
   );
   const finished = sql`finished AS (
     UPDATE operations AS o SET status = v.status, failure_code = v.code, failure_message = v.message, completed_at = ${now}, updated_at = ${now}
-    FROM unnest(${plainArray(rows.map((r) => r.id))}::uuid[], ${param(rows.map((r) => r.status))}::text[],
-                ${param(rows.map((r) => r.failureCode))}::text[], ${param(rows.map((r) => r.failureMessage))}::text[])
+    FROM unnest(${uuidArray(rows.map((r) => r.id))}, ${textArray(rows.map((r) => r.status))},
+                ${textArray(rows.map((r) => r.failureCode))}, ${textArray(rows.map((r) => r.failureMessage))})
       AS v(id, status, code, message)
     WHERE o.id = v.id AND o.status ${OPEN_STATUS}
     RETURNING o.id)`;
@@ -253,9 +253,9 @@ export async function finishOperations(
   const published = sql`published AS (
     INSERT INTO outbox (event_id, type, key, payload, operation_id, request_id, traceparent, created_at)
     SELECT v.event_id, v.type, v.key, p.payload, v.operation_id, v.request_id, v.traceparent, ${now}
-    FROM unnest(${plainArray(events.map((e) => e.eventId))}::uuid[], ${param(events.map((e) => e.type))}::text[],
-                ${plainArray(events.map((e) => e.key))}::text[], ${plainArray(rows.map((r) => r.id))}::uuid[],
-                ${param(rows.map((r) => r.requestId))}::text[], ${param(rows.map((r) => r.traceparent))}::text[])
+    FROM unnest(${uuidArray(events.map((e) => e.eventId))}, ${textArray(events.map((e) => e.type))},
+                ${textArray(events.map((e) => e.key))}, ${uuidArray(rows.map((r) => r.id))},
+                ${textArray(rows.map((r) => r.requestId))}, ${textArray(rows.map((r) => r.traceparent))})
       WITH ORDINALITY AS v(event_id, type, key, operation_id, request_id, traceparent, n)
     JOIN jsonb_array_elements(${param(JSON.stringify(events.map((e) => e.payload)))}::jsonb) WITH ORDINALITY AS p(payload, n) ON p.n = v.n
     ORDER BY v.n

@@ -1,7 +1,7 @@
 import { and, asc, eq, lt, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { operations } from '../schema.ts';
-import { anyId, OPEN_STATUS, param } from '../sql.ts';
+import { anyId, bigintArray, OPEN_STATUS, textArray, uuidArray } from '../sql.ts';
 
 export type OperationRow = typeof operations.$inferSelect;
 export type NewOperation = typeof operations.$inferInsert;
@@ -47,7 +47,7 @@ export async function findIdempotencyKeys(db: Db | Tx, keys: readonly { clientId
   const { rows } = await db.execute<{ client_id: string; key: string; request_hash: string; operation_id: string }>(sql`
     SELECT k.client_id, k.key, k.request_hash, k.operation_id
     FROM idempotency_keys k
-    JOIN unnest(${param(keys.map((k) => k.clientId))}::uuid[], ${param(keys.map((k) => k.key))}::text[]) AS v(client_id, key)
+    JOIN unnest(${uuidArray(keys.map((k) => k.clientId))}, ${textArray(keys.map((k) => k.key))}) AS v(client_id, key)
       ON k.client_id = v.client_id AND k.key = v.key`);
   return rows.map(claimOf);
 }
@@ -67,8 +67,8 @@ export async function insertIdempotencyKeys(db: Db | Tx, claims: readonly KeyCla
   if (claims.length === 0) return [];
   const { rows } = await db.execute<{ client_id: string; key: string; request_hash: string; operation_id: string }>(sql`
     INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id)
-    SELECT * FROM unnest(${param(claims.map((c) => c.clientId))}::uuid[], ${param(claims.map((c) => c.key))}::text[],
-                         ${param(claims.map((c) => c.requestHash))}::text[], ${param(claims.map((c) => c.operationId))}::uuid[])
+    SELECT * FROM unnest(${uuidArray(claims.map((c) => c.clientId))}, ${textArray(claims.map((c) => c.key))},
+                         ${textArray(claims.map((c) => c.requestHash))}, ${uuidArray(claims.map((c) => c.operationId))})
     ON CONFLICT DO NOTHING
     RETURNING client_id, key, request_hash, operation_id`);
   return rows.map(claimOf);
@@ -80,16 +80,15 @@ export async function insertIdempotencyKeys(db: Db | Tx, claims: readonly KeyCla
  */
 export async function insertOperations(db: Db | Tx, ops: readonly (NewOperation & { id: string })[]): Promise<OperationRow[]> {
   if (ops.length === 0) return [];
-  const col = <T>(pick: (op: NewOperation & { id: string }) => T) => param(ops.map(pick));
   const { rows } = await db.execute<{ id: string; created_at: string | Date; updated_at: string | Date }>(sql`
     INSERT INTO operations (id, client_id, type, amount, currency, from_wallet_id, to_wallet_id, reference, payment_method,
                             idempotency_key, request_hash, request_id, traceparent)
-    SELECT * FROM unnest(${col((o) => o.id)}::uuid[], ${col((o) => o.clientId)}::uuid[], ${col((o) => o.type)}::text[],
-                         ${col((o) => o.amount.toString())}::bigint[], ${col((o) => o.currency)}::text[],
-                         ${col((o) => o.fromWalletId ?? null)}::uuid[], ${col((o) => o.toWalletId)}::uuid[],
-                         ${col((o) => o.reference ?? null)}::text[], ${col((o) => o.paymentMethod ?? null)}::text[],
-                         ${col((o) => o.idempotencyKey)}::text[], ${col((o) => o.requestHash)}::text[],
-                         ${col((o) => o.requestId ?? null)}::text[], ${col((o) => o.traceparent ?? null)}::text[])
+    SELECT * FROM unnest(${uuidArray(ops.map((o) => o.id))}, ${uuidArray(ops.map((o) => o.clientId))}, ${textArray(ops.map((o) => o.type))},
+                         ${bigintArray(ops.map((o) => o.amount))}, ${textArray(ops.map((o) => o.currency))},
+                         ${uuidArray(ops.map((o) => o.fromWalletId ?? null))}, ${uuidArray(ops.map((o) => o.toWalletId))},
+                         ${textArray(ops.map((o) => o.reference ?? null))}, ${textArray(ops.map((o) => o.paymentMethod ?? null))},
+                         ${textArray(ops.map((o) => o.idempotencyKey))}, ${textArray(ops.map((o) => o.requestHash))},
+                         ${textArray(ops.map((o) => o.requestId ?? null))}, ${textArray(ops.map((o) => o.traceparent ?? null))})
     ON CONFLICT DO NOTHING
     RETURNING id, created_at, updated_at`);
   const byId = new Map(ops.map((o) => [o.id, o]));
@@ -148,14 +147,13 @@ export interface AcceptInOneStatement {
  */
 export async function acceptOperations(db: Db, requests: readonly AcceptInOneStatement[]): Promise<OperationRow[]> {
   if (requests.length === 0) return [];
-  const col = <T>(pick: (r: AcceptInOneStatement) => T) => param(requests.map(pick));
   const { rows } = await db.execute<{ id: string; currency: string; created_at: string | Date; updated_at: string | Date }>(sql`
     WITH req AS (
-      SELECT * FROM unnest(${col((r) => r.id)}::uuid[], ${col((r) => r.clientId)}::uuid[], ${col((r) => r.idempotencyKey)}::text[],
-                           ${col((r) => r.requestHash)}::text[], ${col((r) => r.ownedWalletId)}::uuid[], ${col((r) => r.type)}::text[],
-                           ${col((r) => r.amount.toString())}::bigint[], ${col((r) => r.fromWalletId)}::uuid[], ${col((r) => r.toWalletId)}::uuid[],
-                           ${col((r) => r.reference)}::text[], ${col((r) => r.paymentMethod)}::text[],
-                           ${col((r) => r.requestId)}::text[], ${col((r) => r.traceparent)}::text[])
+      SELECT * FROM unnest(${uuidArray(requests.map((r) => r.id))}, ${uuidArray(requests.map((r) => r.clientId))}, ${textArray(requests.map((r) => r.idempotencyKey))},
+                           ${textArray(requests.map((r) => r.requestHash))}, ${uuidArray(requests.map((r) => r.ownedWalletId))}, ${textArray(requests.map((r) => r.type))},
+                           ${bigintArray(requests.map((r) => r.amount))}, ${uuidArray(requests.map((r) => r.fromWalletId))}, ${uuidArray(requests.map((r) => r.toWalletId))},
+                           ${textArray(requests.map((r) => r.reference))}, ${textArray(requests.map((r) => r.paymentMethod))},
+                           ${textArray(requests.map((r) => r.requestId))}, ${textArray(requests.map((r) => r.traceparent))})
         AS r(id, client_id, key, request_hash, owned_wallet_id, type, amount, from_wallet_id, to_wallet_id, reference, payment_method,
              request_id, traceparent)
     ),
