@@ -55,7 +55,7 @@ export function createApp(ctx: ApiContext): express.Express {
     res.locals.traceparent = childTraceparent(req.get('traceparent'));
     next();
   });
-  app.use(requestLog(ctx.logger));
+  app.use(requestLog(app, ctx.logger));
 
   // Client routes authenticate and count against the key's rate limit before the body is even
   // parsed, so malformed or oversized bodies cost quota and every answer carries RateLimit-*.
