@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
-import { BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
+import { anyOpen, BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 
 const { values: opt } = parseArgs({
@@ -125,8 +125,7 @@ if (Number(opt.bulk) > 0) {
     }),
   );
   const check = new pg.Pool({ connectionString: env.DATABASE_URL, max: 1 });
-  // EXISTS, not COUNT(*): a count over a bulk backlog costs Postgres ~80 ms per poll (bench/run.ts).
-  while ((await check.query(`SELECT EXISTS (SELECT 1 FROM operations WHERE status IN ('pending', 'processing')) AS open`)).rows[0].open) await sleep(100);
+  while (await anyOpen(check)) await sleep(100);
   await check.end();
   process.stderr.write(`bulk: ${accepted} transfers, ${(accepted / ((performance.now() - started) / 1000)).toFixed(0)}/s accept → settled\n`);
 }

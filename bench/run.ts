@@ -23,7 +23,7 @@ import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
-import { BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
+import { anyOpen, BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
 import { readHistogram, serverLatency, type Buckets } from './server-latency.ts';
 
@@ -144,15 +144,6 @@ async function drive(
     rps: ok / DURATION,
     latencyMs: { p50: worst('p50'), p95: worst('p97_5'), p99: worst('p99'), max: worst('max') },
   };
-}
-
-/**
- * Whether any operation is still open. EXISTS stops at the first one: a COUNT(*) over the open
- * operations took ~80 ms of Postgres CPU under a bulk backlog, and polled every 100 ms it took a
- * third of a core from the system it was timing (the baselines are not polled).
- */
-async function anyOpen(db: pg.Pool): Promise<boolean> {
-  return (await db.query(`SELECT EXISTS (SELECT 1 FROM operations WHERE status IN ('pending', 'processing')) AS open`)).rows[0].open;
 }
 
 async function waitSettled(db: pg.Pool): Promise<void> {

@@ -48,10 +48,15 @@ const HEADER = 20; // ndim, has-nulls flag, element type, then the one dimension
 /** Encodes a one-dimensional array: `size` is each element's byte length (one for all, or one per element). */
 function encodeArray<T>(oid: number, values: readonly (T | null)[], size: number | readonly number[], write: (buf: Buffer, at: number, v: T) => void): Buffer {
   let bytes = HEADER;
-  for (let i = 0; i < values.length; i++) bytes += 4 + (values[i] === null ? 0 : typeof size === 'number' ? size : size[i]!);
+  let hasNull = false;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] === null) hasNull = true;
+    else bytes += typeof size === 'number' ? size : size[i]!;
+  }
+  bytes += 4 * values.length;
   const buf = Buffer.allocUnsafe(bytes);
   buf.writeInt32BE(1, 0);
-  buf.writeInt32BE(values.includes(null) ? 1 : 0, 4);
+  buf.writeInt32BE(hasNull ? 1 : 0, 4);
   buf.writeInt32BE(oid, 8);
   buf.writeInt32BE(values.length, 12);
   buf.writeInt32BE(1, 16);
