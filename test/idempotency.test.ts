@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { settleOperation } from '../src/workers/settle-operation.ts';
 import { openDatabase } from '../src/db/client.ts';
+import { acceptOperations, insertIdempotencyKeys } from '../src/db/repositories/operations.ts';
+import { logicalShardOf, newIdInShard } from '../src/domain/ids.ts';
 import { createTestEnv, ledgerViolations, type TestEnv } from './support/env.ts';
 
 let t: TestEnv;
@@ -29,25 +30,21 @@ describe('Idempotency-Key', () => {
     expect((await t.api.request('GET', `/v1/wallets/${a}`, { key })).body.balance).toBe('700');
   });
 
-  it('keeps only a short-lived claim in Redis; a retry while it lives is answered from Postgres', async () => {
+  it('keeps nothing in Redis for a key: Postgres claims it with the operation and answers its retries', async () => {
     const a = await t.api.wallet(key);
-    const first = await t.api.fund(key, a, '300', 'claim-only');
-    const digest = createHash('sha256').update('claim-only').digest('base64url');
-    const [redisKey] = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*:${digest}`);
-    expect(redisKey).toBeDefined();
-    expect(JSON.parse((await t.redis.get(redisKey!))!).s).toBe('in_flight');
-    // No response is stored: the record is still the claim, and it expires within a minute.
-    const pttl = await t.redis.pttl(redisKey!);
-    expect(pttl).toBeGreaterThan(0);
-    expect(pttl).toBeLessThanOrEqual(60_000);
-    const again = await t.api.fund(key, a, '300', 'claim-only');
+    const idemBefore = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`);
+    const first = await t.api.fund(key, a, '300', 'pg-only');
+    expect(await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`)).toEqual(idemBefore);
+    const claim = await t.pool.query(`SELECT operation_id FROM idempotency_keys WHERE key = 'pg-only'`);
+    expect(claim.rows.map((r) => r.operation_id)).toEqual([first.body.id]);
+    const again = await t.api.fund(key, a, '300', 'pg-only');
     expect(again.status).toBe(202);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.headers.get('location')).toBe(first.headers.get('location'));
     expect(again.body).toEqual(first.body);
-    expect(JSON.parse((await t.redis.get(redisKey!))!).s).toBe('in_flight');
-    const other = await t.api.fund(key, a, '301', 'claim-only');
+    const other = await t.api.fund(key, a, '301', 'pg-only');
     expect(other.status).toBe(422);
+    expect(other.body.code).toBe('idempotency_key_reused');
   });
 
   it('refuses the same key with a different body (422), on any route', async () => {
@@ -79,51 +76,29 @@ describe('Idempotency-Key', () => {
     expect(fixed.headers.get('idempotent-replayed')).toBeNull();
   });
 
-  it('still holds when Redis has forgotten the key: Postgres decides', async () => {
-    const a = await t.api.wallet(key);
-    const first = await t.api.fund(key, a, '40', 'forgotten');
-    const keys = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`);
-    await t.redis.del(...keys);
-    const replay = await t.api.fund(key, a, '40', 'forgotten');
-    expect(replay.status).toBe(202);
-    expect(replay.headers.get('idempotent-replayed')).toBe('true');
-    expect(replay.body).toEqual(first.body);
-    await t.redis.del(...(await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`)));
-    expect((await t.api.fund(key, a, '41', 'forgotten')).body.code).toBe('idempotency_key_reused');
-  });
-
-  it('once the claim has expired, a reused key is 422 even when the new body names a wallet that is not the client\'s', async () => {
+  it('a reused key is 422 even when the new body names a wallet that is not the client\'s', async () => {
     const other = await t.api.adminKey('reuse-foreign');
     const a = await t.api.wallet(key);
     const b = await t.api.wallet(key);
     const foreign = await t.api.wallet(other);
-    const expireClaims = async () => {
-      const claims = await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`);
-      if (claims.length > 0) await t.redis.del(...claims);
-      return claims.length;
-    };
     expect((await t.api.transfer(key, a, b, '1', 'k-expired')).status).toBe(202);
-    expect(await expireClaims()).toBeGreaterThan(0); // Postgres, not a leftover claim, answers below
     for (const [from, to] of [[foreign, b], ['00000000-0000-7000-8000-000000000000', b]] as const) {
       const reused = await t.api.transfer(key, from, to, '1', 'k-expired');
       expect(reused.status).toBe(422);
       expect(reused.body.code).toBe('idempotency_key_reused');
-      await expireClaims();
     }
     // A fresh key naming a wallet that is not the client's is still 404.
     expect((await t.api.transfer(key, foreign, b, '1', 'k-fresh-foreign')).body.code).toBe('wallet_not_found');
   });
 
-  it('concurrent duplicates make one operation; the rest are 409 or replays', async () => {
+  it('concurrent duplicates make one operation; the others wait for its commit and replay it', async () => {
     const a = await t.api.wallet(key);
     const b = await t.api.wallet(key);
     await t.api.waitTerminal(key, (await t.api.fund(key, a, '1000')).body.id);
     const results = await Promise.all(Array.from({ length: 20 }, () => t.api.transfer(key, a, b, '10', 'race-key')));
-    const statuses = results.map((r) => r.status);
-    expect(statuses.every((s) => s === 202 || s === 409)).toBe(true);
-    const fresh = results.filter((r) => r.status === 202 && r.headers.get('idempotent-replayed') === null);
+    expect(results.map((r) => r.status)).toEqual(Array(20).fill(202));
+    const fresh = results.filter((r) => r.headers.get('idempotent-replayed') === null);
     expect(fresh).toHaveLength(1);
-    for (const r of results.filter((x) => x.status === 409)) expect(r.body.code).toBe('idempotency_key_in_flight');
     const ids = new Set(results.filter((r) => r.status === 202).map((r) => r.body.id));
     expect(ids.size).toBe(1);
     const rows = await t.pool.query(`SELECT COUNT(*)::int AS n FROM operations WHERE idempotency_key = 'race-key'`);
@@ -131,6 +106,60 @@ describe('Idempotency-Key', () => {
     await t.api.waitTerminal(key, [...ids][0]!);
     expect((await t.api.request('GET', `/v1/wallets/${b}`, { key })).body.balance).toBe('10');
   });
+});
+
+describe('concurrent claims of overlapping keys', () => {
+  it('two statements claiming the same keys in opposite orders wait for each other, never deadlock', async () => {
+    const database = openDatabase(t.config.DATABASE_URL, { ...t.config, PG_POOL_MAX: 4 }, 'test');
+    try {
+      const wallet = await t.api.wallet(key);
+      const clientId = (await t.pool.query(`SELECT client_id FROM wallets WHERE id = $1`, [wallet])).rows[0].client_id as string;
+      const request = (idempotencyKey: string) => ({
+        id: newIdInShard(logicalShardOf(wallet)),
+        clientId,
+        idempotencyKey,
+        requestHash: `h-${idempotencyKey}`,
+        ownedWalletId: wallet,
+        type: 'fund' as const,
+        amount: 1n,
+        fromWalletId: null,
+        toWalletId: wallet,
+        reference: null,
+        paymentMethod: null,
+        requestId: null,
+        traceparent: null,
+      });
+      const claim = (k: string) => ({ clientId, key: k, requestHash: `h-${k}`, operationId: newIdInShard(logicalShardOf(wallet)) });
+      for (let round = 0; round < 5; round++) {
+        const keys = Array.from({ length: 40 }, (_, i) => `order-${round}-${String(i).padStart(2, '0')}`);
+        // A transaction holds the first and the last key, so the three statements below all
+        // start waiting, and all go on together once it commits.
+        const gate = await t.pool.connect();
+        await gate.query('BEGIN');
+        await gate.query(`INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id) VALUES ($1, $2, 'g', $3), ($1, $4, 'g', $5)`, [
+          clientId,
+          keys[0],
+          newIdInShard(logicalShardOf(wallet)),
+          keys.at(-1),
+          newIdInShard(logicalShardOf(wallet)),
+        ]);
+        // The batched accept's statement against itself, and against a bulk batch's claims.
+        const claiming = Promise.all([
+          acceptOperations(database.db, keys.map(request)),
+          acceptOperations(database.db, keys.toReversed().map(request)),
+          insertIdempotencyKeys(database.db, keys.toReversed().map(claim)),
+        ]);
+        await new Promise((r) => setTimeout(r, 200));
+        await gate.query('COMMIT');
+        gate.release();
+        const [a, b, c] = await claiming;
+        // Every other key was claimed once, by one of the three.
+        expect(a.length + b.length + c.length).toBe(keys.length - 2);
+      }
+    } finally {
+      await database.pool.end();
+    }
+  }, 60_000);
 });
 
 describe('redelivery', () => {

@@ -127,7 +127,7 @@ describe('rate limits across two API processes on one Redis', () => {
   });
 });
 
-describe('fund and transfer: limit and idempotency claim in one round trip', () => {
+describe('fund and transfer: counted with their accept batch, before anything is written', () => {
   const post = (key: string, path: string, body: string, idempotencyKey?: string) =>
     fetch(`${apiA}${path}`, {
       method: 'POST',
@@ -135,7 +135,7 @@ describe('fund and transfer: limit and idempotency claim in one round trip', () 
       body,
     });
 
-  it('a request that fails before its claim is still counted, carries RateLimit-*, and is a 429 over the limit', async () => {
+  it('a request that fails before its accept is still counted, carries RateLimit-*, and is a 429 over the limit', async () => {
     const key = await newKey(apiA, { transfer: 2, fund: 1 });
     const client = createLedgerlineClient({ baseUrl: apiA, apiKey: key });
     const from = (await client.wallets.create({ currency: 'USD' })).data.id;
@@ -159,21 +159,29 @@ describe('fund and transfer: limit and idempotency claim in one round trip', () 
     expect((await attempt(client.funds.create(from, { amount: '1' }, { idempotencyKey: randomUUID() }))).status).toBe(429);
   });
 
-  it('a refused request claims no idempotency key; an admitted one is claimed and replays', async () => {
-    const key = await newKey(apiA, { transfer: 1 });
+  it('a refused request writes nothing, not even its key; a failed accept and a retry are counted too', async () => {
+    const key = await newKey(apiA, { transfer: 2 });
     const client = createLedgerlineClient({ baseUrl: apiA, apiKey: key });
     const from = (await client.wallets.create({ currency: 'USD' })).data.id;
     const to = (await client.wallets.create({ currency: 'USD' })).data.id;
-    const idemKeys = async () => (await t.redis.keys(`${t.config.REDIS_PREFIX}:idem:*`)).length;
+    const claimed = async (k: string) =>
+      (await t.pool.query(`SELECT COUNT(*)::int AS n FROM idempotency_keys WHERE key = $1`, [k])).rows[0].n as number;
 
-    const first = randomUUID();
+    // Refused by the accept (not the client's wallet): counted, with its headers.
+    const foreign = await post(key, '/v1/transfers', JSON.stringify({ fromWalletId: randomUUID(), toWalletId: to, amount: '1' }), randomUUID());
+    expect(foreign.status).toBe(404);
+    expect(foreign.headers.get('ratelimit-remaining')).toBe('1');
+
+    const [first, second] = [randomUUID(), randomUUID()];
     const body = JSON.stringify({ fromWalletId: from, toWalletId: to, amount: '1' });
-    const before = await idemKeys();
-    expect((await post(key, '/v1/transfers', body, first)).status).toBe(202);
-    expect(await idemKeys()).toBe(before + 1);
-    const refused = await post(key, '/v1/transfers', body, randomUUID());
+    const admitted = await post(key, '/v1/transfers', body, first);
+    expect(admitted.status).toBe(202);
+    expect(admitted.headers.get('ratelimit-remaining')).toBe('0');
+    expect(await claimed(first)).toBe(1);
+    const refused = await post(key, '/v1/transfers', body, second);
     expect(refused.status).toBe(429);
-    expect(await idemKeys()).toBe(before + 1);
+    expect(refused.headers.get('retry-after')).toMatch(/^[1-9][0-9]*$/);
+    expect(await claimed(second)).toBe(0);
     // A retry of the admitted request is counted like any request: over the limit it is refused too.
     expect((await post(key, '/v1/transfers', body, first)).status).toBe(429);
   });
@@ -270,7 +278,7 @@ describe('limits above EXACT_UP_TO: a sliding-window counter', () => {
     expect(await t.redis.type(exact.key)).toBe('zset');
   });
 
-  it('counts a transfer with its idempotency claim in the same script, as below the threshold', async () => {
+  it('counts concurrent transfers batch by batch, across two processes, as below the threshold', async () => {
     const key = await newKey(apiA, { transfer: EXACT_UP_TO * 2 });
     const [a, b] = [createLedgerlineClient({ baseUrl: apiA, apiKey: key }), createLedgerlineClient({ baseUrl: apiB, apiKey: key })];
     const from = (await a.wallets.create({ currency: 'USD' })).data.id;
@@ -283,11 +291,29 @@ describe('limits above EXACT_UP_TO: a sliding-window counter', () => {
     const counters = await t.redis.keys(`${t.config.REDIS_PREFIX}:rlc:*:transfer`);
     expect(counters).toHaveLength(1);
     expect(await t.redis.type(counters[0]!)).toBe('hash');
-    // The claim was made: the same key and body again is a replay, not a second operation.
+    // The same key and body again, through the other process, is a replay, not a second operation.
     const idempotencyKey = randomUUID();
     const first = await a.transfers.create({ fromWalletId: from, toWalletId: to, amount: '1' }, { idempotencyKey });
     const again = await b.transfers.create({ fromWalletId: from, toWalletId: to, amount: '1' }, { idempotencyKey });
     expect(again.data.id).toBe(first.data.id);
+  });
+
+  it('takeMany counts requests in order in one script, as take would one by one, in both algorithms', async () => {
+    const l = limiter();
+    const [seconds] = await t.redis.time();
+    const slot = Math.floor((Number(seconds) * 1000) / (WINDOW_SECONDS * 1000));
+    for (const limit of [3, EXACT_UP_TO + 3]) {
+      const [x, y] = [randomUUID(), randomUUID()];
+      const cls = limit > EXACT_UP_TO ? 'transfer' : 'fund';
+      // The counter: x has used all but 3 of its limit in this fixed window.
+      if (limit > EXACT_UP_TO) await t.redis.hset(l.ticket(x, cls, limit).key, String(slot), String(EXACT_UP_TO));
+      const decisions = await l.takeMany([x, y, x, x, y, x].map((client) => l.ticket(client, cls, limit)));
+      expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, true, true, false]);
+      expect(decisions.map((d) => d.remaining)).toEqual([2, limit - 1, 1, 0, limit - 2, 0]);
+      expect(decisions.every((d) => d.limit === limit && d.resetSeconds >= 1)).toBe(true);
+      expect((await l.take(l.ticket(x, cls, limit))).allowed).toBe(false);
+    }
+    expect(await l.takeMany([])).toEqual([]);
   });
 
   it('weighs the previous window by how much of it the sliding window still covers', async () => {

@@ -101,14 +101,13 @@ export async function acceptTransferBatch(
     traceparent: request.traceparent,
   });
   const fresh = planned.filter((p) => p.isNew);
-  // Operations are inserted in id order, keys claimed in key order: two requests writing
-  // overlapping rows wait for each other instead of deadlocking.
+  // Operations are inserted in id order, keys claimed in key order (insertIdempotencyKeys): two
+  // requests writing overlapping rows wait for each other instead of deadlocking.
   const byOperationId = <T extends { operationId: string }>(list: readonly T[]) =>
     list.toSorted((a, b) => (a.operationId < b.operationId ? -1 : 1));
   const keyHome = (p: (typeof planned)[number]) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey);
   const created: OperationRow[] = [];
-  for (const [database, unsorted] of byDatabase(fresh, keyHome)) {
-    const claims = unsorted.toSorted((a, b) => (a.transfer.idempotencyKey < b.transfer.idempotencyKey ? -1 : 1));
+  for (const [database, claims] of byDatabase(fresh, keyHome)) {
     const ops = claims.filter((p) => shards.forId(p.operationId) === database);
     created.push(
       ...(await database.db.transaction(async (tx) => {

@@ -107,7 +107,7 @@ export function createApp(ctx: ApiContext): express.Express {
       return;
     }
     let err = failure;
-    // A fund or transfer that failed before its claim is counted now (rate-limit.ts): it costs
+    // A fund or transfer that failed before its accept batch is counted now (rate-limit.ts): it costs
     // quota and carries RateLimit-* like any other answer, and over the limit it is a 429.
     if (req.deferredRateLimit && !req.deferredRateLimit.counted) await req.deferredRateLimit.take().catch((refused: unknown) => (err = refused));
     if (err instanceof HttpProblem) {

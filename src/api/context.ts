@@ -3,8 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import type { Logger } from '../infra/logger.ts';
-import type { AcceptRequest, Accepted } from './accept-batcher.ts';
-import type { IdempotencyStore } from './idempotency.ts';
+import type { AcceptOutcome, AcceptRequest } from './accept-batcher.ts';
 import type { OperationWaiter } from './operation-waiter.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { WalletCache } from './wallet-cache.ts';
@@ -17,9 +16,8 @@ export interface ApiContext {
   shards: ShardRouter;
   redis: Redis;
   queue: Queue;
-  idempotency: IdempotencyStore;
-  /** Commits an accepted operation, sharing round trips with concurrent requests (accept-batcher.ts). */
-  accept: (request: AcceptRequest) => Promise<Accepted>;
+  /** Counts the rate limit and commits the operation, sharing round trips with concurrent requests (accept-batcher.ts). */
+  accept: (request: AcceptRequest) => Promise<AcceptOutcome>;
   waiter: OperationWaiter;
   rateLimiter: RateLimiter;
   walletCache: WalletCache;

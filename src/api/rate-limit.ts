@@ -37,11 +37,10 @@ export function defaultRateLimits(config: Config): Record<RateLimitClass, number
 export const EXACT_UP_TO = 10_000;
 
 /**
- * One rate-limit step, atomic in one script. Time comes from Redis (TIME), so API processes with
- * skewed clocks share one timeline. Leaves `allowed`, `count` and `reset` (ms until a slot
- * frees) in Lua locals; KEYS[1] is the window, ARGV[1..3] the limit, the window in ms and this
- * request's member. The accept routes run it in one script with their idempotency claim
- * (idempotency.ts).
+ * One rate-limit step, as a Lua function `step(key, limit, window, member, now)` returning
+ * `allowed` (1/0), `count` and `reset` (ms until a slot frees). Scripts run it atomically, with
+ * `now` from Redis (TIME), so API processes with skewed clocks share one timeline: `take` for
+ * one request, `takeMany` for an accept batch's requests in order (one script, one round trip).
  *
  * Up to EXACT_UP_TO: a sliding-window log (a sorted set of the admitted requests: drop entries
  * older than the window, count, add this one if under the limit), exact: the 101st request in
@@ -52,51 +51,68 @@ export const EXACT_UP_TO = 10_000;
  * numbers per key and class whatever the limit; it assumes the previous window's requests were
  * spread evenly, so near the limit it may admit or refuse a little early or late.
  */
-export const SLIDING_WINDOW_STEP = `
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
+const SLIDING_WINDOW_STEP = `
+local function step(key, limit, window, member, now)
+  local allowed = 0
+  local count
+  local reset
+  if limit > ${EXACT_UP_TO} then
+    local slot = math.floor(now / window)
+    local into = now - slot * window
+    local previous = tonumber(redis.call('HGET', key, tostring(slot - 1)) or '0')
+    local current = tonumber(redis.call('HGET', key, tostring(slot)) or '0')
+    count = math.floor(previous * (window - into) / window) + current
+    if count < limit then
+      redis.call('HINCRBY', key, tostring(slot), 1)
+      count = count + 1
+      allowed = 1
+    end
+    redis.call('HDEL', key, tostring(slot - 2))
+    redis.call('PEXPIRE', key, 2 * window)
+    -- When a slot frees: once this window's own count alone is the limit, a little after this
+    -- window ends (as its weight starts to fall); else when the previous window's share has
+    -- shrunk by one request, or this window ends, whichever comes first.
+    if current >= limit then
+      reset = window - into + math.ceil(window / current)
+    elseif previous > 0 then
+      reset = math.min(window - into, math.ceil(window / previous))
+    else
+      reset = window - into
+    end
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    count = redis.call('ZCARD', key)
+    if count < limit then
+      redis.call('ZADD', key, now, member)
+      count = count + 1
+      allowed = 1
+    end
+    redis.call('PEXPIRE', key, window)
+    reset = window
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+  end
+  return allowed, count, reset
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local allowed = 0
-local count
-local reset
-if limit > ${EXACT_UP_TO} then
-  local slot = math.floor(now / window)
-  local into = now - slot * window
-  local previous = tonumber(redis.call('HGET', KEYS[1], tostring(slot - 1)) or '0')
-  local current = tonumber(redis.call('HGET', KEYS[1], tostring(slot)) or '0')
-  count = math.floor(previous * (window - into) / window) + current
-  if count < limit then
-    redis.call('HINCRBY', KEYS[1], tostring(slot), 1)
-    count = count + 1
-    allowed = 1
-  end
-  redis.call('HDEL', KEYS[1], tostring(slot - 2))
-  redis.call('PEXPIRE', KEYS[1], 2 * window)
-  -- When a slot frees: once this window's own count alone is the limit, a little after this
-  -- window ends (as its weight starts to fall); else when the previous window's share has
-  -- shrunk by one request, or this window ends, whichever comes first.
-  if current >= limit then
-    reset = window - into + math.ceil(window / current)
-  elseif previous > 0 then
-    reset = math.min(window - into, math.ceil(window / previous))
-  else
-    reset = window - into
-  end
-else
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-  count = redis.call('ZCARD', KEYS[1])
-  if count < limit then
-    redis.call('ZADD', KEYS[1], now, ARGV[3])
-    count = count + 1
-    allowed = 1
-  end
-  redis.call('PEXPIRE', KEYS[1], window)
-  reset = window
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
-end
 `;
+
+/** One request: KEYS[1] the window, ARGV[1..3] the limit, the window in ms and the request's member. */
+const TAKE = `${SLIDING_WINDOW_STEP}
+local allowed, count, reset = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], now)
+return {allowed, count, reset}`;
+
+/** Requests in order: KEYS[i] the i-th window (repeated for one client), ARGV[3i-2..3i] its limit, window and member. */
+const TAKE_MANY = `${SLIDING_WINDOW_STEP}
+local replies = {}
+for i = 1, #KEYS do
+  local allowed, count, reset = step(KEYS[i], tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), ARGV[3 * i], now)
+  replies[#replies + 1] = allowed
+  replies[#replies + 1] = count
+  replies[#replies + 1] = reset
+end
+return replies`;
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -129,13 +145,15 @@ export type SlidingWindowReply = [number, number, number];
  */
 export class RateLimiter {
   private readonly slidingWindow: (...keysThenArgs: (string | number)[]) => Promise<SlidingWindowReply>;
+  private readonly slidingWindows: (...countKeysThenArgs: (string | number)[]) => Promise<number[]>;
 
   constructor(
     redis: Redis,
     private readonly prefix: string,
     private readonly windowSeconds: number,
   ) {
-    this.slidingWindow = defineScript(redis, 'llSlidingWindow', 1, `${SLIDING_WINDOW_STEP}return {allowed, count, reset}`);
+    this.slidingWindow = defineScript(redis, 'llSlidingWindow', 1, TAKE);
+    this.slidingWindows = defineScript(redis, 'llSlidingWindows', undefined, TAKE_MANY);
   }
 
   ticket(clientId: string, cls: RateLimitClass, limit: number): RateLimitTicket {
@@ -151,6 +169,17 @@ export class RateLimiter {
   async take(ticket: RateLimitTicket): Promise<RateLimitDecision> {
     return decide(ticket, await this.slidingWindow(ticket.key, ticket.limit, ticket.windowMs, ticket.member));
   }
+
+  /** Counts requests in order, atomically, in one round trip: each gets its decision, as `take` would. */
+  async takeMany(tickets: readonly RateLimitTicket[]): Promise<RateLimitDecision[]> {
+    if (tickets.length === 0) return [];
+    const replies = await this.slidingWindows(
+      tickets.length,
+      ...tickets.map((t) => t.key),
+      ...tickets.flatMap((t) => [t.limit, t.windowMs, t.member]),
+    );
+    return tickets.map((t, i) => decide(t, [replies[3 * i]!, replies[3 * i + 1]!, replies[3 * i + 2]!]));
+  }
 }
 
 export function decide(ticket: RateLimitTicket, [allowed, count, resetMs]: SlidingWindowReply): RateLimitDecision {
@@ -163,10 +192,10 @@ export function decide(ticket: RateLimitTicket, [allowed, count, resetMs]: Slidi
 }
 
 /**
- * The limit of a fund or transfer request, counted later in one Redis round trip with its
- * idempotency claim (acceptOperation), or by the error handler when the request fails before
- * its claim (a malformed body, a missing key), so every answer is counted and carries
- * RateLimit-* as before.
+ * The limit of a fund or transfer request, counted later with its accept batch (one Redis script
+ * for the batch, before anything is written: accept-batcher.ts), or by the error handler when
+ * the request fails before it reaches the batch (a malformed body, a missing key), so every
+ * answer is counted and carries RateLimit-* as before.
  */
 export interface DeferredRateLimit {
   ticket: RateLimitTicket;
@@ -184,15 +213,16 @@ declare module 'express-serve-static-core' {
   }
 }
 
-/** Requests whose limit is counted with their idempotency claim: POST /v1/transfers and fund. */
-const countedWithClaim = (cls: RateLimitClass, path: string) => cls === 'fund' || (cls === 'transfer' && path === '/v1/transfers');
+/** Requests whose limit is counted with their accept batch: POST /v1/transfers and fund. */
+const countedWithBatch = (cls: RateLimitClass, path: string) => cls === 'fund' || (cls === 'transfer' && path === '/v1/transfers');
 
 /**
  * Express middleware after client auth: counts the request against its class, sets
  * `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` on every
  * limited response, and refuses with 429 `rate_limited` and `Retry-After` over the limit.
- * A fund or transfer request is counted later, in the same Redis round trip as its idempotency
- * claim (`DeferredRateLimit`): one hop fewer on the accept path, the same outcome.
+ * A fund or transfer request is counted later, with the other requests of its accept batch in
+ * one Redis script (`DeferredRateLimit`): one round trip per batch, not per request, the same
+ * outcome (in arrival order, atomic across API processes).
  *
  * Redis down → fail open (requests pass without RateLimit-* headers, a warning is logged).
  * The limiter protects capacity, not money: the funds check, idempotency and the ledger rules
@@ -231,7 +261,7 @@ export function rateLimit(limiter: RateLimiter, config: Config, logger: Logger) 
     if (!cls || !client) return next();
     const override = client.rateLimits[cls];
     const ticket = limiter.ticket(client.id, cls, typeof override === 'number' && override > 0 ? override : defaults[cls]);
-    if (countedWithClaim(cls, path)) {
+    if (countedWithBatch(cls, path)) {
       const deferred: DeferredRateLimit = {
         ticket,
         counted: false,

@@ -10,7 +10,6 @@ import { createFastFailRedis } from '../infra/redis.ts';
 import { createAcceptBatcher } from './accept-batcher.ts';
 import { createSettlementQueue } from '../jobs/catalog.ts';
 import { createApp } from './app.ts';
-import { IdempotencyStore } from './idempotency.ts';
 import { OperationWaiter, operationSettledChannel } from './operation-waiter.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { WalletCache } from './wallet-cache.ts';
@@ -28,7 +27,7 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
   await shards.refresh().catch((err: unknown) => logger.warn({ err }, 'shard map not loaded yet'));
   const stopMap = new AbortController();
   const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, logger, stopMap.signal);
-  // Concurrent requests' Redis commands (rate limit, idempotency) share round trips.
+  // Concurrent requests' Redis commands (rate limits, wallet cache) share round trips.
   const redis = createFastFailRedis(config, { enableAutoPipelining: true });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   const queueConnection = createFastFailRedis(config, { enableAutoPipelining: true });
@@ -44,7 +43,8 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
   const kafka = kafkaProbe(createKafka(config, logger));
   await queue.waitUntilReady().catch((err: unknown) => logger.warn({ err }, 'redis not ready; accepting anyway'));
 
-  const accepting = createAcceptBatcher(shards, queue, logger, config);
+  const rateLimiter = new RateLimiter(redis, config.REDIS_PREFIX, config.RATE_LIMIT_WINDOW_SECONDS);
+  const accepting = createAcceptBatcher(shards, queue, rateLimiter, logger, config);
   const app = createApp({
     config,
     shards,
@@ -53,9 +53,8 @@ export async function startApi(config: Config, logger: Logger): Promise<RunningA
     waiter,
     logger,
     accept: accepting.accept,
-    idempotency: new IdempotencyStore(redis, config.REDIS_PREFIX, logger),
     kafkaReady: kafka.check,
-    rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, config.RATE_LIMIT_WINDOW_SECONDS),
+    rateLimiter,
     walletCache: new WalletCache(redis, config.REDIS_PREFIX, config.WALLET_CACHE_TTL_SECONDS),
   });
   // Slow or stuck clients (slowloris) cannot hold sockets forever: headers must arrive within

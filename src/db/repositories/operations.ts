@@ -60,11 +60,26 @@ const claimOf = (r: { client_id: string; key: string; request_hash: string; oper
 });
 
 /**
- * Claims many idempotency keys in one statement (ON CONFLICT DO NOTHING); returns the claims
- * this statement inserted. Keys already claimed are not returned: read them with `findIdempotencyKeys`.
+ * The order every statement claims keys in: by client, then key (code units, as JS compares).
+ * A claim waits for a concurrent uncommitted claim of the same key; two statements that claim
+ * overlapping keys in one order wait for each other instead of deadlocking.
  */
-export async function insertIdempotencyKeys(db: Db | Tx, claims: readonly KeyClaim[]): Promise<KeyClaim[]> {
-  if (claims.length === 0) return [];
+export function inClaimOrder<T extends { clientId: string }>(items: readonly T[], keyOf: (item: T) => string): T[] {
+  return items.toSorted((a, b) => {
+    if (a.clientId !== b.clientId) return a.clientId < b.clientId ? -1 : 1;
+    const [x, y] = [keyOf(a), keyOf(b)];
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+/**
+ * Claims many idempotency keys in one statement (ON CONFLICT DO NOTHING), in `inClaimOrder`;
+ * returns the claims this statement inserted. Keys already claimed are not returned: read them
+ * with `findIdempotencyKeys`.
+ */
+export async function insertIdempotencyKeys(db: Db | Tx, unordered: readonly KeyClaim[]): Promise<KeyClaim[]> {
+  if (unordered.length === 0) return [];
+  const claims = inClaimOrder(unordered, (c) => c.key);
   const { rows } = await db.execute<{ client_id: string; key: string; request_hash: string; operation_id: string }>(sql`
     INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id)
     SELECT * FROM unnest(${uuidArray(claims.map((c) => c.clientId))}, ${textArray(claims.map((c) => c.key))},
@@ -140,13 +155,15 @@ export interface AcceptInOneStatement {
 
 /**
  * The batched accept's common case in one statement and one commit: checks each request's
- * wallet is its client's, claims the keys and inserts the operations of the claimed ones.
- * Returns the operations it created. A request left out (wallet missing or someone else's, key
- * already claimed, a duplicate key within the batch) wrote nothing and is for the caller to
- * settle step by step.
+ * wallet is its client's, claims the keys (in `inClaimOrder`) and inserts the operations of the
+ * claimed ones. Returns the operations it created. A request left out (wallet missing or
+ * someone else's, key already claimed, a duplicate key within the batch) wrote nothing and is
+ * for the caller to settle step by step. A key being claimed by a concurrent statement makes
+ * this one wait for it to commit; then the key is taken, and left out here.
  */
-export async function acceptOperations(db: Db, requests: readonly AcceptInOneStatement[]): Promise<OperationRow[]> {
-  if (requests.length === 0) return [];
+export async function acceptOperations(db: Db, unordered: readonly AcceptInOneStatement[]): Promise<OperationRow[]> {
+  if (unordered.length === 0) return [];
+  const requests = inClaimOrder(unordered, (r) => r.idempotencyKey);
   const { rows } = await db.execute<{ id: string; currency: string; created_at: string | Date; updated_at: string | Date }>(sql`
     WITH req AS (
       SELECT * FROM unnest(${uuidArray(requests.map((r) => r.id))}, ${uuidArray(requests.map((r) => r.clientId))}, ${textArray(requests.map((r) => r.idempotencyKey))},
@@ -154,15 +171,15 @@ export async function acceptOperations(db: Db, requests: readonly AcceptInOneSta
                            ${bigintArray(requests.map((r) => r.amount))}, ${uuidArray(requests.map((r) => r.fromWalletId))}, ${uuidArray(requests.map((r) => r.toWalletId))},
                            ${textArray(requests.map((r) => r.reference))}, ${textArray(requests.map((r) => r.paymentMethod))},
                            ${textArray(requests.map((r) => r.requestId))}, ${textArray(requests.map((r) => r.traceparent))})
-        AS r(id, client_id, key, request_hash, owned_wallet_id, type, amount, from_wallet_id, to_wallet_id, reference, payment_method,
-             request_id, traceparent)
+        WITH ORDINALITY AS r(id, client_id, key, request_hash, owned_wallet_id, type, amount, from_wallet_id, to_wallet_id, reference,
+                             payment_method, request_id, traceparent, ord)
     ),
     owned AS (
       SELECT req.*, w.currency FROM req JOIN wallets w ON w.id = req.owned_wallet_id AND w.kind = 'customer' AND w.client_id = req.client_id
     ),
     claimed AS (
       INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id)
-      SELECT client_id, key, request_hash, id FROM owned
+      SELECT client_id, key, request_hash, id FROM owned ORDER BY ord
       ON CONFLICT DO NOTHING
       RETURNING operation_id
     )
