@@ -93,7 +93,7 @@ export class BankWorkload {
   constructor(
     private readonly history: HistoryWriter,
     private readonly apiUrls: string[],
-    apiKey: string,
+    private readonly apiKey: string,
     private readonly options: WorkloadOptions,
   ) {
     this.random = seededRandom(options.seed);
@@ -170,7 +170,6 @@ export class BankWorkload {
 
   /** Creates the wallets (spread evenly over the shard databases) and funds each once. */
   async setup(): Promise<void> {
-    const client = this.clients[0]!;
     const perDatabase = Math.ceil(this.options.wallets / this.options.databases);
     const counts = new Map<number, number>();
     for (let tries = 0; this.wallets.length < this.options.wallets; tries++) {
@@ -186,9 +185,12 @@ export class BankWorkload {
     }
     const amount = this.options.initialFundMinor.toString();
     const ids = await Promise.all(this.wallets.map((walletId) => this.submit('setup', 'fund', `setup-fund-${walletId}`, { walletId, amount })));
+    // Long polls (up to 30 s each) need a client without the workload's request timeout: on a
+    // loaded machine the first funds can take longer than that to settle (workers starting up).
+    const waiter = createLedgerlineClient({ baseUrl: this.apiUrls[0]!, apiKey: this.apiKey });
     for (const id of ids) {
       if (!id) throw new Error('an initial fund was not accepted');
-      const op = await client.operations.wait(id, { timeoutMs: 120_000 });
+      const op = await waiter.operations.wait(id, { timeoutMs: 120_000 });
       if (op.status !== 'succeeded') throw new Error(`initial fund ${id} ${op.status}`);
     }
   }
