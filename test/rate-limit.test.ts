@@ -159,6 +159,18 @@ describe('fund and transfer: counted with their accept batch, before anything is
     expect((await attempt(client.funds.create(from, { amount: '1' }, { idempotencyKey: randomUUID() }))).status).toBe(429);
   });
 
+  it('counts a transfer sent to the route with another letter case or a trailing slash', async () => {
+    const key = await newKey(apiA, { transfer: 1 });
+    const client = createLedgerlineClient({ baseUrl: apiA, apiKey: key });
+    const from = (await client.wallets.create({ currency: 'USD' })).data.id;
+    const to = (await client.wallets.create({ currency: 'USD' })).data.id;
+    const body = JSON.stringify({ fromWalletId: from, toWalletId: to, amount: '1' });
+    const first = await post(key, '/v1/transfers/', body, randomUUID());
+    expect(first.status).toBe(202);
+    expect(first.headers.get('ratelimit-remaining')).toBe('0');
+    expect((await post(key, '/V1/Transfers', body, randomUUID())).status).toBe(429);
+  });
+
   it('a refused request writes nothing, not even its key; a failed accept and a retry are counted too', async () => {
     const key = await newKey(apiA, { transfer: 2 });
     const client = createLedgerlineClient({ baseUrl: apiA, apiKey: key });

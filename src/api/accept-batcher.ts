@@ -9,6 +9,7 @@ import { and, eq } from 'drizzle-orm';
 import type { Queue } from 'bullmq';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
+import { retryOnConflict } from '../db/errors.ts';
 import { anyId } from '../db/sql.ts';
 import { assertNotFenced, ShardFencedError } from '../db/repositories/shard-fences.ts';
 import {
@@ -138,28 +139,27 @@ export async function acceptMany(
     [...together].map(async ([database, idx]) => {
       const idOf = new Map(idx.map((i) => [newIdInShard(logicalShardOf(requests[i]!.ownedWalletId)), i]));
       try {
-        const inserted = await acceptOperations(
-          database.db,
-          [...idOf].map(([id, i]) => {
-            const r = requests[i]!;
-            // Named fields, not a spread of r.operation: copying an object with a spread was ~2 % of the API's CPU.
-            return {
-              id,
-              type: r.operation.type,
-              amount: r.operation.amount,
-              toWalletId: r.operation.toWalletId,
-              clientId: r.clientId,
-              idempotencyKey: r.idempotencyKey,
-              requestHash: r.requestHash,
-              ownedWalletId: r.ownedWalletId,
-              fromWalletId: r.operation.fromWalletId ?? null,
-              reference: r.operation.reference ?? null,
-              paymentMethod: r.operation.paymentMethod ?? null,
-              requestId: r.requestId,
-              traceparent: r.traceparent,
-            };
-          }),
-        );
+        const rows = [...idOf].map(([id, i]) => {
+          const r = requests[i]!;
+          // Named fields, not a spread of r.operation: copying an object with a spread was ~2 % of the API's CPU.
+          return {
+            id,
+            type: r.operation.type,
+            amount: r.operation.amount,
+            toWalletId: r.operation.toWalletId,
+            clientId: r.clientId,
+            idempotencyKey: r.idempotencyKey,
+            requestHash: r.requestHash,
+            ownedWalletId: r.ownedWalletId,
+            fromWalletId: r.operation.fromWalletId ?? null,
+            reference: r.operation.reference ?? null,
+            paymentMethod: r.operation.paymentMethod ?? null,
+            requestId: r.requestId,
+            traceparent: r.traceparent,
+          };
+        });
+        // One statement: on a deadlock (e.g. with a shard move's lock barrier) it did nothing and runs again.
+        const inserted = await retryOnConflict(() => acceptOperations(database.db, rows));
         for (const operation of inserted) results[idOf.get(operation.id)!] = { ok: true, value: { created: true, operation } };
         created.push(...inserted);
       } catch (error) {
@@ -214,7 +214,7 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
             requestHash: requests[i]!.requestHash,
             operationId: newIdInShard(logicalShardOf(requests[i]!.ownedWalletId)),
           }));
-          const inserted = await insertIdempotencyKeys(database.db, claims);
+          const inserted = await retryOnConflict(() => insertIdempotencyKeys(database.db, claims));
           const named = new Map(inserted.map((k) => [`${k.clientId} ${k.key}`, k]));
           const others = claims.filter((c) => !named.has(`${c.clientId} ${c.key}`));
           for (const k of await findIdempotencyKeys(database.db, others)) named.set(`${k.clientId} ${k.key}`, k);
@@ -249,7 +249,7 @@ async function acceptStepwise(shards: ShardRouter, requests: readonly AcceptRequ
             traceparent: r.traceparent,
           });
         }
-        const inserted = await insertOperations(database.db, [...rows.values()]);
+        const inserted = await retryOnConflict(() => insertOperations(database.db, [...rows.values()]));
         const byId = new Map(inserted.map((o) => [o.id, o]));
         created.push(...inserted);
         const others = [...rows.keys()].filter((id) => !byId.has(id));
@@ -392,7 +392,12 @@ export function createAcceptBatcher(
     async (_key, requests) => {
       const decisions = await countRateLimits(requests);
       const admitted = requests.flatMap((_r, i) => (decisions[i]?.allowed === false ? [] : [i]));
-      const { results, enqueued } = await acceptMany(shards, enqueue, logger, admitted.map((i) => requests[i]!));
+      // acceptMany answers each request on its own; should it ever throw, each admitted request
+      // fails alone and every request keeps its rate-limit decision (a refused one is still 429).
+      const { results, enqueued } = await acceptMany(shards, enqueue, logger, admitted.map((i) => requests[i]!)).catch((error: unknown) => ({
+        results: admitted.map((): Result => ({ ok: false, error })),
+        enqueued: Promise.resolve(),
+      }));
       enqueuing.add(enqueued);
       void enqueued.finally(() => enqueuing.delete(enqueued));
       const outcomes: AcceptOutcome[] = decisions.map((rateLimit) => ({ kind: 'refused', rateLimit }));

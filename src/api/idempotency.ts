@@ -6,8 +6,10 @@ import { createHash } from 'node:crypto';
  * names one operation whatever Redis holds or forgets. A retry of a recorded request finds the
  * claim and gets the first answer again; one with another body gets 422; one that arrives while
  * the first is still being written waits on the key's unique index for that commit (a single
- * statement, milliseconds) and then replays it. A request refused before its commit (bad input,
- * wallet not found, rate limit) claims nothing, so a corrected retry can use the key.
+ * statement, milliseconds) and then replays it. A request refused before anything is written
+ * (bad input, rate limit, wallet not found) claims nothing, so a corrected retry can use the key.
+ * (Where a key's home database is not its operation's, a key claimed whose operation then failed
+ * to be written stays claimed: the same request again completes it, another body gets 422.)
  *
  * The request hash tells "the same request again" from "the same key with another body".
  */

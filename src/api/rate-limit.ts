@@ -9,7 +9,13 @@ import { HttpProblem } from './problem.ts';
 export const RATE_LIMIT_CLASSES = ['createWallet', 'fund', 'transfer', 'read', 'webhooks'] as const;
 export type RateLimitClass = (typeof RATE_LIMIT_CLASSES)[number];
 
-/** Which class a client request counts against; undefined = not limited (e.g. unknown routes). */
+/**
+ * A path as the router matches it: express routes ignore letter case and a trailing slash, so
+ * `POST /V1/Transfers/` reaches the transfer route and must count as a transfer.
+ */
+export const routedPath = (path: string) => path.toLowerCase().replace(/(.)\/+$/, '$1');
+
+/** Which class a client request counts against (`path` as `routedPath` gives it); undefined = not limited (e.g. unknown routes). */
 export function rateLimitClassOf(method: string, path: string): RateLimitClass | undefined {
   if (method === 'GET' || method === 'HEAD') return 'read';
   if (method !== 'POST') return undefined;
@@ -255,7 +261,7 @@ export function rateLimit(limiter: RateLimiter, config: Config, logger: Logger) 
     }
   };
   return async (req: Request, res: Response, next: NextFunction) => {
-    const path = req.originalUrl.split('?')[0] ?? '';
+    const path = routedPath(req.originalUrl.split('?')[0] ?? '');
     const cls = rateLimitClassOf(req.method, path);
     const client = req.client;
     if (!cls || !client) return next();

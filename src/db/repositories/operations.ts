@@ -82,8 +82,11 @@ export async function insertIdempotencyKeys(db: Db | Tx, unordered: readonly Key
   const claims = inClaimOrder(unordered, (c) => c.key);
   const { rows } = await db.execute<{ client_id: string; key: string; request_hash: string; operation_id: string }>(sql`
     INSERT INTO idempotency_keys (client_id, key, request_hash, operation_id)
-    SELECT * FROM unnest(${uuidArray(claims.map((c) => c.clientId))}, ${textArray(claims.map((c) => c.key))},
-                         ${textArray(claims.map((c) => c.requestHash))}, ${uuidArray(claims.map((c) => c.operationId))})
+    SELECT client_id, key, request_hash, operation_id
+    FROM unnest(${uuidArray(claims.map((c) => c.clientId))}, ${textArray(claims.map((c) => c.key))},
+                ${textArray(claims.map((c) => c.requestHash))}, ${uuidArray(claims.map((c) => c.operationId))})
+      WITH ORDINALITY AS c(client_id, key, request_hash, operation_id, ord)
+    ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING client_id, key, request_hash, operation_id`);
   return rows.map(claimOf);
