@@ -30,7 +30,7 @@ import type { Logger } from '../infra/logger.ts';
 import { batchSize } from '../infra/metrics.ts';
 import { MicroBatcher, type ItemResult } from '../infra/micro-batcher.ts';
 import { enqueueSettlements, MAX_BATCH_JOB } from '../jobs/catalog.ts';
-import type { RateLimitDecision, RateLimiter, RateLimitTicket } from './rate-limit.ts';
+import { failOpenWarning, type RateLimitDecision, type RateLimiter, type RateLimitTicket } from './rate-limit.ts';
 
 export interface AcceptRequest {
   clientId: string;
@@ -329,7 +329,7 @@ export function settlesInOneDatabase(shards: ShardRouter, op: { id: string; from
  * passes without a decision, and a warning is logged at most every 10 s.
  */
 function rateLimitCounter(limiter: RateLimiter, logger: Logger) {
-  let lastWarnAt = 0;
+  const failOpen = failOpenWarning(logger);
   return async (requests: readonly AcceptRequest[]): Promise<(RateLimitDecision | undefined)[]> => {
     const counted = requests.flatMap((r, i) => (r.rateLimit ? [i] : []));
     const decisions: (RateLimitDecision | undefined)[] = requests.map(() => undefined);
@@ -338,10 +338,7 @@ function rateLimitCounter(limiter: RateLimiter, logger: Logger) {
       const taken = await limiter.takeMany(counted.map((i) => requests[i]!.rateLimit!));
       counted.forEach((i, k) => (decisions[i] = taken[k]));
     } catch (err) {
-      if (Date.now() - lastWarnAt > 10_000) {
-        lastWarnAt = Date.now();
-        logger.warn({ err }, 'rate limiter unavailable; failing open');
-      }
+      failOpen(err);
     }
     return decisions;
   };

@@ -13,7 +13,7 @@ export type RateLimitClass = (typeof RATE_LIMIT_CLASSES)[number];
  * A path as the router matches it: express routes ignore letter case and a trailing slash, so
  * `POST /V1/Transfers/` reaches the transfer route and must count as a transfer.
  */
-export const routedPath = (path: string) => path.toLowerCase().replace(/(.)\/+$/, '$1');
+const routedPath = (path: string) => path.toLowerCase().replace(/(.)\/+$/, '$1');
 
 /** Which class a client request counts against (`path` as `routedPath` gives it); undefined = not limited (e.g. unknown routes). */
 export function rateLimitClassOf(method: string, path: string): RateLimitClass | undefined {
@@ -137,7 +137,7 @@ export interface RateLimitTicket {
 }
 
 /** What the sliding-window step returned: allowed (1/0), count, ms until a slot frees. */
-export type SlidingWindowReply = [number, number, number];
+type SlidingWindowReply = [number, number, number];
 
 /**
  * Per API key and class sliding-window limiter in Redis, shared by every API process.
@@ -188,7 +188,7 @@ export class RateLimiter {
   }
 }
 
-export function decide(ticket: RateLimitTicket, [allowed, count, resetMs]: SlidingWindowReply): RateLimitDecision {
+function decide(ticket: RateLimitTicket, [allowed, count, resetMs]: SlidingWindowReply): RateLimitDecision {
   return {
     allowed: allowed === 1,
     limit: ticket.limit,
@@ -222,6 +222,17 @@ declare module 'express-serve-static-core' {
 /** Requests whose limit is counted with their accept batch: POST /v1/transfers and fund. */
 const countedWithBatch = (cls: RateLimitClass, path: string) => cls === 'fund' || (cls === 'transfer' && path === '/v1/transfers');
 
+/** The warning of a limiter that failed open (Redis unavailable), at most one every 10 s. */
+export function failOpenWarning(logger: Logger): (err: unknown) => void {
+  let lastWarnAt = 0;
+  return (err) => {
+    if (Date.now() - lastWarnAt > 10_000) {
+      lastWarnAt = Date.now();
+      logger.warn({ err }, 'rate limiter unavailable; failing open');
+    }
+  };
+}
+
 /**
  * Express middleware after client auth: counts the request against its class, sets
  * `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` on every
@@ -239,13 +250,7 @@ const countedWithBatch = (cls: RateLimitClass, path: string) => cls === 'fund' |
 export function rateLimit(limiter: RateLimiter, config: Config, logger: Logger) {
   const defaults = defaultRateLimits(config);
   const policyWindow = config.RATE_LIMIT_WINDOW_SECONDS;
-  let lastWarnAt = 0;
-  const failOpen = (err: unknown) => {
-    if (Date.now() - lastWarnAt > 10_000) {
-      lastWarnAt = Date.now();
-      logger.warn({ err }, 'rate limiter unavailable; failing open');
-    }
-  };
+  const failOpen = failOpenWarning(logger);
   const apply = (res: Response, cls: RateLimitClass, decision: RateLimitDecision) => {
     res.setHeader('RateLimit-Limit', String(decision.limit));
     res.setHeader('RateLimit-Remaining', String(decision.remaining));
