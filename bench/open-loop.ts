@@ -21,6 +21,11 @@ export interface OpenLoopResult {
   latenciesMs: number[];
   /** Per second of the schedule: requests answered, and their worst latency (ms); stalls show here. */
   perSecond: { answered: number; maxMs: number }[];
+  /**
+   * How late the generator itself wrote each request, ms after its scheduled instant, sorted: its
+   * own stalls (timers, GC, its process not scheduled), which every latency above includes.
+   */
+  sendLatenessMs: number[];
 }
 
 export type OpenLoopRequest = { path: string; headers: Record<string, string>; body: string };
@@ -185,6 +190,7 @@ async function run(
   const errorKinds: Record<string, number> = {};
   let sent = 0;
   let answered = 0;
+  const lateness: number[] = [];
   let done!: () => void;
   const finished = new Promise<void>((r) => (done = r));
 
@@ -214,6 +220,7 @@ async function run(
     const tick = () => {
       const now = performance.now();
       while (sent < total && start + sent * interval <= now) {
+        lateness.push(now - (start + sent * interval));
         fire(start + sent * interval, sent);
         sent++;
       }
@@ -229,5 +236,5 @@ async function run(
     errorKinds['no answer within 30 s'] = unanswered;
   }
   // Copies: requests the pool fails when it is closed afterwards must not change this result.
-  return { sent, statuses: { ...statuses }, errors, errorKinds: { ...errorKinds }, latenciesMs: [...latencies].sort((a, b) => a - b), perSecond: perSecond.map((x) => ({ ...x })) };
+  return { sent, statuses: { ...statuses }, errors, errorKinds: { ...errorKinds }, latenciesMs: [...latencies].sort((a, b) => a - b), perSecond: perSecond.map((x) => ({ ...x })), sendLatenessMs: lateness.sort((a, b) => a - b) };
 }

@@ -102,6 +102,8 @@ if (Number(opt.rate) > 0) {
   const at = (p: number) => l[Math.min(l.length - 1, Math.floor((p / 100) * l.length))]?.toFixed(1);
   process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors} ${JSON.stringify(r.errorKinds)}; p50 ${at(50)} p90 ${at(90)} p99 ${at(99)} max ${at(100)} ms\n`);
   process.stderr.write(`  worst per second: ${r.perSecond.map((x) => x.maxMs).join(' ')}\n`);
+  const late = (p: number) => r.sendLatenessMs[Math.min(r.sendLatenessMs.length - 1, Math.floor((p / 100) * r.sendLatenessMs.length))]?.toFixed(1);
+  process.stderr.write(`  sent late by the generator: p50 ${late(50)} p90 ${late(90)} p99 ${late(99)} max ${late(100)} ms\n`);
 }
 if (Number(opt.bulk) > 0) {
   const started = performance.now();

@@ -333,6 +333,9 @@ async function main(): Promise<void> {
       p99: round1(pct(open.latenciesMs, 99)),
       max: round1(open.latenciesMs.at(-1) ?? 0),
     },
+    // The load generator's own lateness (already inside every latency above): how far its sends
+    // trailed their schedule, so its stalls can be told from the API's.
+    sendLatenessMs: { p50: round1(pct(open.sendLatenessMs, 50)), p99: round1(pct(open.sendLatenessMs, 99)), max: round1(open.sendLatenessMs.at(-1) ?? 0) },
   };
   // Requests still in flight when the load generator stops are answered by a graceful stop of
   // the APIs; only then is "no open operations" final.
@@ -508,7 +511,7 @@ ${targets(r)
 | accept (closed loop, ${r.options.connections} connections, workers stopped) | ${f(r.accept.rps)} 202/s; p50 ${r.accept.latencyMs.p50} ms, p99 ${r.accept.latencyMs.p99} ms |
 | settlement (drain of ${r.settle.operations} queued transfers, ${r.options.workers} workers) | ${f(r.settle.perSecond)} /s (${f(r.settle.seconds)} s) |
 | end to end at our maximum (closed loop, ${r.options.connections} connections, workers running) | ${f(r.endToEnd.perSecond)} /s submit → terminal (${r.endToEnd.operations} transfers); accept ${f(r.endToEnd.accept.rps)} 202/s, p50 ${r.endToEnd.accept.latencyMs.p50} ms, p99 ${r.endToEnd.accept.latencyMs.p99} ms |
-| accept at a fixed ${r.fixedRate.rate}/s (half of that maximum; open loop, evenly spaced, latency from the scheduled send, after 2 s of warm-up at that rate) | ${r.fixedRate.accept.ok}/${r.fixedRate.accept.sent} answered 202${r.fixedRate.accept.errors ? ` (${r.fixedRate.accept.errors} failed before an answer: ${JSON.stringify(r.fixedRate.accept.errorKinds)})` : ''}; p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms, p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms |
+| accept at a fixed ${r.fixedRate.rate}/s (half of that maximum; open loop, evenly spaced, latency from the scheduled send, after 2 s of warm-up at that rate) | ${r.fixedRate.accept.ok}/${r.fixedRate.accept.sent} answered 202${r.fixedRate.accept.errors ? ` (${r.fixedRate.accept.errors} failed before an answer: ${JSON.stringify(r.fixedRate.accept.errorKinds)})` : ''}; p50 ${r.fixedRate.accept.latencyMs.p50} ms, p95 ${r.fixedRate.accept.latencyMs.p95} ms, p99 ${r.fixedRate.accept.latencyMs.p99} ms, max ${r.fixedRate.accept.latencyMs.max} ms${r.fixedRate.accept.sendLatenessMs ? ` (of which the load generator sent late by p50 ${r.fixedRate.accept.sendLatenessMs.p50}, p99 ${r.fixedRate.accept.sendLatenessMs.p99}, max ${r.fixedRate.accept.sendLatenessMs.max} ms)` : ''} |
 | the same requests as the API saw them (its \`http_request_duration_seconds\`, request in → response out, bucket bounds) | ${r.fixedRate.accept.server.requests} requests; p50 ≤ ${r.fixedRate.accept.server.p50AtMostMs} ms, p99 ≤ ${r.fixedRate.accept.server.p99AtMostMs} ms; ${r.fixedRate.accept.server.within.filter((w: { ms: number; percent: number }) => w.ms >= 10 && w.ms <= 100).map((w: { ms: number; percent: number }) => `${w.percent} % within ${w.ms} ms`).join(', ')} |
 | end to end (submit → terminal) at that rate | ${f(r.fixedRate.endToEnd.perSecond)} /s; p50 ${f(r.fixedRate.endToEnd.latencyMs.p50)} ms, p95 ${f(r.fixedRate.endToEnd.latencyMs.p95)} ms, p99 ${f(r.fixedRate.endToEnd.latencyMs.p99)} ms, max ${f(r.fixedRate.endToEnd.latencyMs.max)} ms |
 | bulk: POST /v1/transfers/batch, ${BULK_CLIENTS} clients × ${BULK_SIZE} transfers, workers running | ${f(r.bulk.perSecond)} /s submit → terminal (${r.bulk.operations} transfers, ${r.bulk.batches} batches, ${r.bulk.refusedBatches} refused); accept ${f(r.bulk.acceptPerSecond)} /s, batch p50 ${r.bulk.batchLatencyMs.p50} ms, p99 ${r.bulk.batchLatencyMs.p99} ms |

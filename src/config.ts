@@ -47,8 +47,12 @@ const schema = z
     ACCEPT_BATCH_MAX: intFrom(256, 1),
     /** How long the first request of an idle API process waits for others to share its round trips. */
     ACCEPT_BATCH_LINGER_MS: intFrom(1, 0),
-    /** Accept batches per API process at once (more queue up for the next). */
-    ACCEPT_BATCH_IN_FLIGHT: intFrom(4, 1),
+    /**
+     * Accept batches per API process at once (more queue up for the next). One: requests that
+     * arrive while a batch is in Postgres wait for it and go together, as Nagle's algorithm
+     * does, so at moderate rates a request shares its round trips instead of making its own.
+     */
+    ACCEPT_BATCH_IN_FLIGHT: intFrom(1, 1),
     /** How long operations committed by an idle API process wait for others to share one enqueue (`addBulk`, settle-batch jobs). */
     ENQUEUE_BATCH_LINGER_MS: intFrom(50, 0),
     WORKER_LOCK_DURATION_MS: intFrom(30_000, 1000),
