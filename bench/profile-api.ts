@@ -19,6 +19,7 @@ import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/clie
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
 import { anyOpen, BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop } from './open-loop.ts';
+import { nodeFlagsFor } from '../src/infra/node-flags.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -63,7 +64,7 @@ if (others.length > 0) others.push('src/events/relay-main.ts');
 // `--profile worker` or `--profile relay`: the first worker, or the relay, is profiled instead of the API.
 const profiled = (entry: string, i: number) => (opt.profile === 'worker' && i === 0) || (opt.profile === 'relay' && entry.includes('relay'));
 const helpers = others.map((entry, i) =>
-  spawn(process.execPath, [...(profiled(entry, i) ? profilerFlags : []), '--import', 'tsx', entry], {
+  spawn(process.execPath, [...nodeFlagsFor(entry), ...(profiled(entry, i) ? profilerFlags : []), '--import', 'tsx', entry], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'ignore', 'inherit'],

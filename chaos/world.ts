@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { migrateDatabase } from '../src/db/migrate.ts';
+import { nodeFlagsFor } from '../src/infra/node-flags.ts';
 import { startGatewaySim, type RunningGatewaySim } from '../src/gateway-sim/start-gateway-sim.ts';
 import { freePort, startMockKafka, startRedisServer, waitHealthy, type RedisServer } from '../test/support/processes.ts';
 import { WebhookReceiver } from './webhook-receiver.ts';
@@ -211,7 +212,7 @@ export class World {
 
   private spawn(service: ServiceProcess): void {
     const fd = openSync(join(this.logDir, `${service.name}.log`), 'a');
-    const child = spawn(process.execPath, ['--import', 'tsx', ENTRY[service.kind], ...service.args], {
+    const child = spawn(process.execPath, [...nodeFlagsFor(ENTRY[service.kind]), '--import', 'tsx', ENTRY[service.kind], ...service.args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', ...this.env, ...service.env },
       stdio: ['ignore', fd, fd],

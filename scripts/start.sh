@@ -199,7 +199,10 @@ launch_cmd() {
 }
 # launch <name> <PORT> <entry> [<METRICS_PORT> [arguments of the entry...]]
 launch() {
-  PORT="$2" METRICS_PORT="${4:-0}" launch_cmd "$1" node --import tsx "$3" "${@:5}"
+  local flags=()
+  # V8 flags per entry, as every other launcher passes them (src/infra/node-flags.ts).
+  [[ "$3" == "$RELAY_ENTRY" ]] && flags=(--initial-old-space-size=64)
+  PORT="$2" METRICS_PORT="${4:-0}" launch_cmd "$1" node "${flags[@]}" --import tsx "$3" "${@:5}"
 }
 
 say "running migrations ($MIGRATE_ENTRY)"

@@ -13,6 +13,7 @@ import { startApi, type RunningApi } from '../../src/api/start-api.ts';
 import { startWorker } from '../../src/workers/start-worker.ts';
 import { startRelay } from '../../src/events/start-relay.ts';
 import { createLogger } from '../../src/infra/logger.ts';
+import { nodeFlagsFor } from '../../src/infra/node-flags.ts';
 import { startGatewaySim, type RunningGatewaySim } from '../../src/gateway-sim/start-gateway-sim.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -231,7 +232,7 @@ export async function createTestEnv(options: TestEnvOptions = {}): Promise<TestE
       return self.spawnProcess('worker', extraEnv);
     },
     spawnProcess(entry, extraEnv = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', ENTRIES[entry]], {
+      const child = spawn(process.execPath, [...nodeFlagsFor(ENTRIES[entry]), '--import', 'tsx', ENTRIES[entry]], {
         cwd: ROOT,
         env: { PATH: process.env.PATH ?? '', ...env, ...extraEnv },
         stdio: ['ignore', 'pipe', 'inherit'],
