@@ -53,6 +53,11 @@ const schema = z
      * does, so at moderate rates a request shares its round trips instead of making its own.
      */
     ACCEPT_BATCH_IN_FLIGHT: intFrom(1, 1),
+    /**
+     * Niceness of the worker, relay and consumer processes (0: as started). On a machine they share
+     * with the API its requests get a core first; alone on a machine it changes nothing.
+     */
+    BACKGROUND_NICE: z.coerce.number().int().min(0).max(19).default(10),
     /** How long operations committed by an idle API process wait for others to share one enqueue (`addBulk`, settle-batch jobs). */
     ENQUEUE_BATCH_LINGER_MS: intFrom(50, 0),
     WORKER_LOCK_DURATION_MS: intFrom(30_000, 1000),
