@@ -54,8 +54,9 @@ const schema = z
      */
     ACCEPT_BATCH_IN_FLIGHT: intFrom(1, 1),
     /**
-     * Niceness of the worker, relay and consumer processes (0: as started). On a machine they share
-     * with the API its requests get a core first; alone on a machine it changes nothing.
+     * Niceness of the worker and relay processes (0: as started). On a machine they share with the
+     * API its requests get a core first; alone on a machine it changes nothing. Consumers keep
+     * theirs: a consumer that falls behind under load must catch up before the broker's retention.
      */
     BACKGROUND_NICE: z.coerce.number().int().min(0).max(19).default(10),
     /** How long operations committed by an idle API process wait for others to share one enqueue (`addBulk`, settle-batch jobs). */

@@ -3,8 +3,8 @@ import { getPriority, setPriority } from 'node:os';
 import type { Logger } from './logger.ts';
 
 /**
- * Runs this process at niceness `nice` (0 leaves it as started): the background processes (worker,
- * relay, consumers) call it so that on a machine they share with the API, the API's requests get
+ * Runs this process at niceness `nice` (0 leaves it as started): the settlement processes (worker,
+ * relay) call it so that on a machine they share with the API, the API's requests get
  * a core first and settlement takes what is left. Alone on a machine it changes nothing (niceness
  * only orders processes that want the same core). Linux keeps a niceness per thread and a thread
  * inherits its creator's, so every thread running now is set, and the ones started later follow.

@@ -1,6 +1,5 @@
 /** One consumer process: `node --import tsx src/events/consumers/main.ts <audit|analytics|fraud|webhooks>`. */
 import { loadConfig } from '../../config.ts';
-import { runAtNiceness } from '../../infra/cpu-priority.ts';
 import { createLogger } from '../../infra/logger.ts';
 import { onShutdown } from '../../infra/shutdown.ts';
 import { CONSUMER_NAMES, startConsumerProcess, type ConsumerName } from './start-consumer.ts';
@@ -12,7 +11,6 @@ if (!CONSUMER_NAMES.includes(name)) {
 }
 const config = loadConfig();
 const logger = createLogger(config, `consumer-${name}`);
-runAtNiceness(config.BACKGROUND_NICE, logger);
 let running: { close: () => Promise<void> } | undefined;
 onShutdown(logger, async () => {
   await running?.close();
