@@ -32,7 +32,7 @@ export async function waitHttp(url: string): Promise<void> {
 /** The bench tools' Kafka topic: the shared mock broker's default topic feeds `npm start`'s consumers. */
 export const BENCH_TOPIC = 'bench.events';
 
-/** The batch, pool and relay tunables in this environment (SETTLE_BATCH_MAX=1024 npm run bench), for the processes a bench starts. */
+/** The batch, pool, relay and priority tunables in this environment (SETTLE_BATCH_MAX=1024 npm run bench), for the processes a bench starts. */
 export const TUNABLES: Record<string, string> = Object.fromEntries(
   Object.entries(process.env).filter((e): e is [string, string] =>
     e[1] !== undefined && /^(SETTLE_BATCH_|ACCEPT_BATCH_|ENQUEUE_BATCH_|WORKER_CONCURRENCY|PG_POOL_MAX|PG_PREPARED_STATEMENTS|RELAY_|BACKGROUND_NICE)/.test(e[0]),

@@ -57,7 +57,7 @@ mkdirSync(DIR, { recursive: true });
 // `--node-flags=--perf-basic-prof`: the profiled process gets these flags instead of a V8 CPU
 // profile (e.g. for `perf record -p <pid>`, which counts CPU time where V8's profile samples wall time).
 const profilerFlags = opt['node-flags'] ? opt['node-flags'].split(' ').filter(Boolean) : ['--cpu-prof', `--cpu-prof-dir=${DIR}`];
-const api = spawn(process.execPath, [...(opt.profile === 'yes' || opt.profile === 'api' ? profilerFlags : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+const api = spawn(process.execPath, [...nodeFlagsFor('src/api/server.ts'), ...(opt.profile === 'yes' || opt.profile === 'api' ? profilerFlags : []), '--import', 'tsx', 'src/api/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
 const url = 'http://127.0.0.1:3790';
 const others = Array.from({ length: Number(opt.workers) }, () => 'src/workers/main.ts');
 if (others.length > 0) others.push('src/events/relay-main.ts');
@@ -99,12 +99,11 @@ if (Number(opt.rate) > 0) {
       };
     },
   });
-  const l = r.latenciesMs;
-  const at = (p: number) => l[Math.min(l.length - 1, Math.floor((p / 100) * l.length))]?.toFixed(1);
-  process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors} ${JSON.stringify(r.errorKinds)}; p50 ${at(50)} p90 ${at(90)} p99 ${at(99)} max ${at(100)} ms\n`);
+  const at = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]?.toFixed(1);
+  const percentiles = (sorted: number[]) => `p50 ${at(sorted, 50)} p90 ${at(sorted, 90)} p99 ${at(sorted, 99)} max ${at(sorted, 100)} ms`;
+  process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors} ${JSON.stringify(r.errorKinds)}; ${percentiles(r.latenciesMs)}\n`);
   process.stderr.write(`  worst per second: ${r.perSecond.map((x) => x.maxMs).join(' ')}\n`);
-  const late = (p: number) => r.sendLatenessMs[Math.min(r.sendLatenessMs.length - 1, Math.floor((p / 100) * r.sendLatenessMs.length))]?.toFixed(1);
-  process.stderr.write(`  sent late by the generator: p50 ${late(50)} p90 ${late(90)} p99 ${late(99)} max ${late(100)} ms\n`);
+  process.stderr.write(`  sent late by the generator: ${percentiles(r.sendLatenessMs)}\n`);
 }
 if (Number(opt.bulk) > 0) {
   const started = performance.now();
