@@ -45,8 +45,11 @@ const schema = z
     SETTLE_BATCH_IN_FLIGHT: intFrom(1, 1),
     /** Batched accept in the API: most requests per shared round trip. */
     ACCEPT_BATCH_MAX: intFrom(256, 1),
-    /** How long the first request of an idle API process waits for others to share its round trips. */
-    ACCEPT_BATCH_LINGER_MS: intFrom(1, 0),
+    /**
+     * How long the first request of an idle API process waits for others to share its round
+     * trips. 0: only for those read in the same turn of the event loop (no timer, no extra wake-up).
+     */
+    ACCEPT_BATCH_LINGER_MS: intFrom(0, 0),
     /**
      * Accept batches per API process at once (more queue up for the next). One: requests that
      * arrive while a batch is in Postgres wait for it and go together, as Nagle's algorithm

@@ -10,7 +10,10 @@
 export type ItemResult<O> = { ok: true; value: O } | { ok: false; error: unknown };
 
 export interface MicroBatcherOptions {
-  /** How long the first item of an idle key waits for others (0: the next turn of the event loop). */
+  /**
+   * How long the first item of an idle key waits for others. 0: only for what arrives in the same
+   * turn of the event loop (the batch goes in its check phase, after its I/O; no timer).
+   */
   lingerMs: number;
   /** Largest batch handed to `run`. */
   maxSize: number;
@@ -29,7 +32,8 @@ interface Pending<I, O> {
 interface KeyState<I, O> {
   queue: Pending<I, O>[];
   inFlight: number;
-  timer: NodeJS.Timeout | undefined;
+  /** Cancels the pending flush of an idle key's first items (a timer, or an immediate). */
+  cancelFlush: (() => void) | undefined;
 }
 
 export class MicroBatcher<K, I, O> {
@@ -44,7 +48,7 @@ export class MicroBatcher<K, I, O> {
     return new Promise<O>((resolve, reject) => {
       let state = this.keys.get(key);
       if (!state) {
-        state = { queue: [], inFlight: 0, timer: undefined };
+        state = { queue: [], inFlight: 0, cancelFlush: undefined };
         this.keys.set(key, state);
       }
       state.queue.push({ item, resolve, reject });
@@ -71,18 +75,23 @@ export class MicroBatcher<K, I, O> {
       this.flush(key, state);
       return;
     }
-    if (state.timer) return;
-    state.timer = setTimeout(() => {
-      state.timer = undefined;
+    if (state.cancelFlush) return;
+    const go = () => {
+      state.cancelFlush = undefined;
       this.flush(key, state);
-    }, this.options.lingerMs);
+    };
+    if (this.options.lingerMs > 0) {
+      const timer = setTimeout(go, this.options.lingerMs);
+      state.cancelFlush = () => clearTimeout(timer);
+    } else {
+      const immediate = setImmediate(go);
+      state.cancelFlush = () => clearImmediate(immediate);
+    }
   }
 
   private flush(key: K, state: KeyState<I, O>): void {
-    if (state.timer) {
-      clearTimeout(state.timer);
-      state.timer = undefined;
-    }
+    state.cancelFlush?.();
+    state.cancelFlush = undefined;
     if (state.inFlight >= this.options.maxInFlight || state.queue.length === 0) return;
     const batch = state.queue.splice(0, this.options.maxSize);
     state.inFlight++;
