@@ -109,25 +109,26 @@ svc_pg_connections() {
 SVC_PG_MIN_WAL_MB=${SVC_PG_MIN_WAL_MB:-4096}
 # Each new 16 MB WAL segment is zero-filled and fsynced while commits wait (every ~2.3 s at the
 # benchmark's fixed rate, until checkpoints leave segments to recycle: a fresh cluster creates
-# all of them): commits stalled 40-60 ms at each. Off, a segment is created by writing its last
+# all of them): commits stalled 31-63 ms at each. Off, a segment is created by writing its last
 # byte (Postgres's documented setting; ext4 allocates the blocks as WAL is written). "on" keeps
 # the default.
 SVC_PG_WAL_INIT_ZERO=${SVC_PG_WAL_INIT_ZERO:-off}
 svc_pg_setting() { psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc "SELECT setting FROM pg_settings WHERE name = '$1'" 2>/dev/null; }
 svc_pg_wal() {
-  local current set=()
+  local current changes=()
+  [[ "$SVC_PG_WAL_INIT_ZERO" == on || "$SVC_PG_WAL_INIT_ZERO" == off ]] || svc_die "SVC_PG_WAL_INIT_ZERO must be on or off"
   current=$(svc_pg_setting max_wal_size) || return 0
   if ((current < SVC_PG_MIN_WAL_MB)); then
     svc_say "postgres: raising max_wal_size from ${current} MB to ${SVC_PG_MIN_WAL_MB} MB (reload)"
-    set+=(-c "ALTER SYSTEM SET max_wal_size = '${SVC_PG_MIN_WAL_MB}MB'")
+    changes+=(-c "ALTER SYSTEM SET max_wal_size = '${SVC_PG_MIN_WAL_MB}MB'")
   fi
-  current=$(svc_pg_setting wal_init_zero) || return 0
+  current=$(svc_pg_setting wal_init_zero) || current=$SVC_PG_WAL_INIT_ZERO
   if [[ "$current" != "$SVC_PG_WAL_INIT_ZERO" ]]; then
     svc_say "postgres: wal_init_zero ${current} -> ${SVC_PG_WAL_INIT_ZERO} (reload)"
-    set+=(-c "ALTER SYSTEM SET wal_init_zero = ${SVC_PG_WAL_INIT_ZERO}")
+    changes+=(-c "ALTER SYSTEM SET wal_init_zero = ${SVC_PG_WAL_INIT_ZERO}")
   fi
-  ((${#set[@]} > 0)) || return 0
-  psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -q "${set[@]}" -c "SELECT pg_reload_conf()" >/dev/null \
+  ((${#changes[@]} > 0)) || return 0
+  psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -q "${changes[@]}" -c "SELECT pg_reload_conf()" >/dev/null \
     || svc_say "postgres: could not change the WAL settings; left as they are"
 }
 
