@@ -34,7 +34,7 @@ describe.skipIf(!promtool)('prometheus rules (promtool)', () => {
   it('every alert has a case that fires and a case that does not', () => {
     const alerts = [...read('deploy/prometheus/alerts.yml').matchAll(/^\s*- alert: (\w+)/gm)].map((m) => m[1]!);
     expect(alerts).toEqual(expect.arrayContaining(['HighTransferErrorRate', 'SettlementQueueBacklog', 'SettlementJobsStalled',
-      'SettlementJobsFailed', 'OutboxLagHigh', 'GatewayBreakerOpen', 'ConsumerLagHigh']));
+      'SettlementJobsFailed', 'OutboxLagHigh', 'GatewayBreakerOpen', 'ConsumerLagHigh', 'ConsumerSkippedEvents']));
     const cases = [...read('deploy/prometheus/alerts.test.yml').matchAll(/alertname: (\w+)\n\s*exp_alerts:( \[\])?/g)];
     for (const alert of alerts) {
       const mine = cases.filter((c) => c[1] === alert);

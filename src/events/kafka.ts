@@ -1,6 +1,7 @@
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import type { Config } from '../config.ts';
 import type { Logger } from '../infra/logger.ts';
+import { consumerOffsetResets, OFFSET_RESET_MESSAGE } from '../infra/metrics.ts';
 import './kafkajs-idle-timer.ts';
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
@@ -10,7 +11,11 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
-/** A kafkajs client that logs through pino. */
+/**
+ * A kafkajs client that logs through pino. A consumer group reset because its position left the
+ * broker's log (kafkajs logs it, then skips to the earliest offset) is also counted in
+ * `kafka_consumer_offset_resets_total`, which the ConsumerSkippedEvents alert watches.
+ */
 export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & Partial<Pick<Config, 'KAFKA_REQUEST_TIMEOUT_MS'>>, logger: Logger): Kafka {
   const log = logger.child({ component: 'kafka' });
   return new Kafka({
@@ -25,6 +30,7 @@ export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT
       ({ level, log: entry }) => {
         const { message, ...rest } = entry;
         log[LEVELS[level] ?? 'info'](rest, message);
+        if (message === OFFSET_RESET_MESSAGE && typeof rest.groupId === 'string') consumerOffsetResets.inc({ group: rest.groupId });
       },
   });
 }

@@ -292,11 +292,28 @@ export const consumerMessages = new Counter({
 });
 
 /**
+ * Counted from kafkajs's "Offset out of range, resetting to default offset" (see
+ * `src/events/kafka.ts`): the group's position was no longer in the broker's log (it fell
+ * behind retention), kafkajs moved it to the earliest offset left, and the events in between
+ * were never consumed by that group.
+ */
+export const consumerOffsetResets = new Counter({
+  name: 'kafka_consumer_offset_resets_total',
+  help: "Times a consumer group's position was no longer in the broker's log and was reset (the events in between were skipped by that group)",
+  labelNames: ['group'] as const,
+});
+
+/** The kafkajs log message that reports a reset (kafkajs 2.x, consumerGroup.js). */
+export const OFFSET_RESET_MESSAGE = 'Offset out of range, resetting to default offset';
+
+/**
  * Feeds `kafka_consumer_lag` and `kafka_consumer_messages_total` from a kafkajs consumer's
  * END_BATCH_PROCESS events (lag = high watermark − last offset of the batch − 1). Every
- * consumer process calls this once after creating its consumer.
+ * consumer process calls this once after creating its consumer. Also starts the group's
+ * `kafka_consumer_offset_resets_total` at 0, so that its first reset is an increase.
  */
 export function instrumentConsumer(consumer: Consumer, group: string): () => void {
+  consumerOffsetResets.inc({ group }, 0);
   const remove = consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
     const { topic, partition, offsetLag, batchSize } = event.payload;
     consumerLag.set({ group, topic, partition: String(partition) }, Number(offsetLag));
