@@ -150,6 +150,7 @@ it('api, worker, relay and consumer /metrics report every metric with counts equ
     const lags = consumerM.filter((s) => s.name === 'kafka_consumer_lag' && s.labels.group === group);
     expect(lags.length).toBeGreaterThan(0);
     expect(lags.every((s) => s.labels.topic === t.config.KAFKA_TOPIC && s.value === 0)).toBe(true);
+    expect(metric(consumerM, 'kafka_consumer_offset_resets_total', { group })).toBe(0); // exported from the start
   } finally {
     await consumer.disconnect().catch(() => {});
     await server?.close();
