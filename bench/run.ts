@@ -90,6 +90,11 @@ async function stop(child: ChildProcess): Promise<void> {
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+/** `{ p50, p95, …, max }` of sorted latencies, rounded to 0.1 ms. */
+const roundedPercentiles = (sorted: number[], ps: readonly number[]) => ({
+  ...Object.fromEntries(ps.map((p) => [`p${p}`, round1(pct(sorted, p))])),
+  max: round1(sorted.at(-1) ?? 0),
+});
 
 /** A transfer body: uniform, or hot (10 % of wallets take 90 % of transfers). */
 function picker(wallets: string[]) {
@@ -280,16 +285,7 @@ async function main(): Promise<void> {
   const bulk = await driveBulk(urls, auth, pick);
   await waitSettled(db);
   const bulkCpuSpent = cpuSpent(bulkCpu, cpuSnapshot());
-  const bulkSpan = await db.query(
-    `SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`,
-    [bulkStart],
-  );
-  const bulkResult = {
-    ...bulk,
-    cpuSeconds: bulkCpuSpent,
-    operations: Number(bulkSpan.rows[0].n),
-    perSecond: Number(bulkSpan.rows[0].n) / Number(bulkSpan.rows[0].s),
-  };
+  const bulkResult = { ...bulk, cpuSeconds: bulkCpuSpent, ...(await throughputSince(db, bulkStart)) };
 
   // 4. End to end at our maximum: closed loop with the workers running; throughput is
   //    operations from the first accept to the last terminal.
@@ -302,12 +298,7 @@ async function main(): Promise<void> {
     await sleep(1000); // requests the load generator abandoned at its deadline finish their accept
     await waitSettled(db);
     const cpuSeconds = cpuSpent(closedCpu, cpuSnapshot());
-    const closedSpan = await db.query(
-      `SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`,
-      [closedStart],
-    );
-    const operations = Number(closedSpan.rows[0].n);
-    endToEndSweep.push({ connections, accept: closed, cpuSeconds, operations, perSecond: operations / Number(closedSpan.rows[0].s) });
+    endToEndSweep.push({ connections, accept: closed, cpuSeconds, ...(await throughputSince(db, closedStart)) });
   }
   const endToEnd = endToEndSweep.reduce((best, run) => (run.perSecond > best.perSecond ? run : best));
   const closed = endToEnd.accept;
@@ -349,15 +340,10 @@ async function main(): Promise<void> {
     statuses: open.statuses,
     errors: open.errors,
     errorKinds: open.errorKinds,
-    latencyMs: {
-      p50: round1(pct(open.latenciesMs, 50)),
-      p95: round1(pct(open.latenciesMs, 95)),
-      p99: round1(pct(open.latenciesMs, 99)),
-      max: round1(open.latenciesMs.at(-1) ?? 0),
-    },
+    latencyMs: roundedPercentiles(open.latenciesMs, [50, 95, 99]),
     // The load generator's own lateness (already inside every latency above): how far its sends
     // trailed their schedule, so its stalls can be told from the API's.
-    sendLatenessMs: { p50: round1(pct(open.sendLatenessMs, 50)), p99: round1(pct(open.sendLatenessMs, 99)), max: round1(open.sendLatenessMs.at(-1) ?? 0) },
+    sendLatenessMs: roundedPercentiles(open.sendLatenessMs, [50, 99]),
   };
   // Requests still in flight when the load generator stops are answered by a graceful stop of
   // the APIs; only then is "no open operations" final.
@@ -369,10 +355,8 @@ async function main(): Promise<void> {
       [phaseStart],
     )
   ).rows.map((r) => Number(r.ms));
-  const span = await db.query(`SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`, [phaseStart]);
   const e2e = {
-    operations: Number(span.rows[0].n),
-    perSecond: Number(span.rows[0].n) / Number(span.rows[0].s),
+    ...(await throughputSince(db, phaseStart)),
     latencyMs: { p50: pct(e2eRows, 50), p95: pct(e2eRows, 95), p99: pct(e2eRows, 99), max: e2eRows.at(-1) ?? 0 },
   };
 
@@ -462,6 +446,16 @@ async function main(): Promise<void> {
   };
   writeReport(report);
   if (!booksOk) process.exitCode = 1;
+}
+
+/** Operations created since `since`, and their rate from the first accept to the last terminal. */
+async function throughputSince(db: pg.Pool, since: Date): Promise<{ operations: number; perSecond: number }> {
+  const span = await db.query(
+    `SELECT EXTRACT(EPOCH FROM (MAX(completed_at) - MIN(created_at))) AS s, COUNT(*) AS n FROM operations WHERE created_at >= $1`,
+    [since],
+  );
+  const operations = Number(span.rows[0].n);
+  return { operations, perSecond: operations / Number(span.rows[0].s) };
 }
 
 /** "; the best of 32: 2,900 /s, 64: 3,400 /s" for a sweep of more than one concurrency. */

@@ -82,13 +82,15 @@ svc_pg_local_sql() {
     || su postgres -c "psql -p $SVC_PG_PORT -d postgres -w -Atqc \"$1\"" 2>/dev/null
 }
 svc_pg_login() { psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc 'select 1' >/dev/null 2>&1; }
+# A server setting's value (in its base unit: MB for max_wal_size); fails when Postgres does not answer.
+svc_pg_setting() { psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc "SELECT setting FROM pg_settings WHERE name = '$1'" 2>/dev/null; }
 
 # The test suite runs several worlds at once, each with pools on up to four shard databases, and
 # the shard-move test adds a process of its own: Debian's default of 100 connections is too few.
 SVC_PG_MIN_CONNECTIONS=${SVC_PG_MIN_CONNECTIONS:-300}
 svc_pg_connections() {
   local current line ver name
-  current=$(psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc 'show max_connections' 2>/dev/null) || return 0
+  current=$(svc_pg_setting max_connections) || return 0
   ((current >= SVC_PG_MIN_CONNECTIONS)) && return 0
   line=$(pg_lsclusters --no-header 2>/dev/null | awk -v p="$SVC_PG_PORT" '$3 == p { print; exit }')
   [[ -n "$line" ]] || { svc_say "postgres: max_connections is $current (< $SVC_PG_MIN_CONNECTIONS); not a Debian cluster, left alone"; return 0; }
@@ -113,7 +115,6 @@ SVC_PG_MIN_WAL_MB=${SVC_PG_MIN_WAL_MB:-4096}
 # byte (Postgres's documented setting; ext4 allocates the blocks as WAL is written). "on" keeps
 # the default.
 SVC_PG_WAL_INIT_ZERO=${SVC_PG_WAL_INIT_ZERO:-off}
-svc_pg_setting() { psql -h 127.0.0.1 -p "$SVC_PG_PORT" -U postgres -d postgres -w -Atqc "SELECT setting FROM pg_settings WHERE name = '$1'" 2>/dev/null; }
 svc_pg_wal() {
   local current changes=()
   [[ "$SVC_PG_WAL_INIT_ZERO" == on || "$SVC_PG_WAL_INIT_ZERO" == off ]] || svc_die "SVC_PG_WAL_INIT_ZERO must be on or off"

@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { register } from 'prom-client';
 import { createLogger } from '../src/infra/logger.ts';
-import { RELAY_NODE_FLAGS } from '../src/infra/node-flags.ts';
+import { nodeFlagsFor } from '../src/infra/node-flags.ts';
 import { CONSUMER_NAMES, startConsumerProcess } from '../src/events/consumers/start-consumer.ts';
 import { ADMIN_TOKEN, createTestEnv, type TestEnv } from './support/env.ts';
 import { startMockKafka } from './support/processes.ts';
@@ -64,10 +64,11 @@ afterAll(async () => {
 });
 
 const relayLog: string[] = [];
+const RELAY_ENTRY = 'src/events/relay-main.ts';
 const relays = new Set<ChildProcess>();
 /** The relay as its own OS process, its JSON log lines collected. */
 function spawnRelay(): ChildProcess {
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, '--import', 'tsx', 'src/events/relay-main.ts'], {
+  const child = spawn(process.execPath, [...nodeFlagsFor(RELAY_ENTRY), '--import', 'tsx', RELAY_ENTRY], {
     env: { PATH: process.env.PATH ?? '', ...t.env, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -10,7 +10,7 @@
  * flag did nothing for the worker and nothing good for the API. Node refuses it in NODE_OPTIONS,
  * hence the command line.
  */
-export const RELAY_NODE_FLAGS = ['--initial-old-space-size=64'] as const;
+const RELAY_NODE_FLAGS = ['--initial-old-space-size=64'] as const;
 
 /** The flags for an entry file (e.g. 'src/events/relay-main.ts'). */
 export function nodeFlagsFor(entry: string): readonly string[] {
