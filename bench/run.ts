@@ -11,10 +11,11 @@
  *   baseline 2  the same ledger transaction in a tight pg loop at 8 connections
  * then checks the books and writes bench/results/<stamp>.{json,md,svg}.
  * Options: --duration s --rate n --wallets n --skew uniform|hot --api n --workers n --connections n[,n...] (default 32,64)
+ *          --no-flush (earlier phases' dirty pages are not written out before each timed phase: flushWrites)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -38,6 +39,8 @@ const { values: opt } = parseArgs({
     api: { type: 'string', default: '1' },
     workers: { type: 'string', default: '1' },
     connections: { type: 'string', default: '32,64' },
+    // Leaves earlier phases' dirty pages to the kernel (as before flushWrites), to measure what they cost.
+    'no-flush': { type: 'boolean', default: false },
   },
 });
 const DURATION = Number(opt.duration);
@@ -165,13 +168,39 @@ async function waitSettled(db: pg.Pool): Promise<void> {
   }
 }
 
-/** Before a timed phase: the previous phase's events are all published (the relay is idle). */
+/**
+ * Before a timed phase: the previous phase's events are all published (the relay is idle), and
+ * its writes are on disk (flushWrites).
+ */
 async function waitQuiet(db: pg.Pool): Promise<void> {
   await waitSettled(db);
   for (let i = 0; i < 600; i++) {
-    if (!(await db.query(`SELECT EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL) AS unsent`)).rows[0].unsent) return;
+    if (!(await db.query(`SELECT EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL) AS unsent`)).rows[0].unsent) break;
     await sleep(100);
   }
+  flushWrites();
+}
+
+/** Dirty page-cache bytes, from /proc/meminfo (0 where there is none). */
+function dirtyBytes(): number {
+  const kb = /^Dirty:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+  return kb ? Number(kb) * 1024 : 0;
+}
+
+/**
+ * Before a timed phase: what earlier phases wrote is on disk, so the kernel does not write it
+ * back during this one. Postgres 15 extends a table by writing zero pages to the page cache and
+ * leaves them there until a checkpoint; the kernel writes dirty pages back once they are 30 s
+ * old (vm.dirty_expire_centisecs), in bursts. A phase that followed the bulk phase by 30–60 s
+ * inherited hundreds of MB of them, written back while its own commits waited for their WAL
+ * flushes. Each phase now pays only for what it writes itself (it is shorter than 30 s).
+ */
+function flushWrites(): void {
+  if (opt['no-flush']) return;
+  const dirty = dirtyBytes();
+  const t0 = Date.now();
+  execFileSync('sync');
+  log(`flushed ${(dirty / 2 ** 20).toFixed(0)} MB of dirty pages in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 const BULK_SIZE = 1000;
@@ -249,6 +278,7 @@ async function main(): Promise<void> {
   const pick = picker(wallets);
 
   // 1. Accept at the maximum rate, workers stopped: the queue fills.
+  flushWrites();
   const acceptCpu = cpuSnapshot();
   const accept = await drive('accept (closed loop)', urls, '/v1/transfers', auth, pick, { connections: CONNECTIONS, okStatus: 202 });
   const acceptCpuSpent = cpuSpent(acceptCpu, cpuSnapshot());
@@ -260,6 +290,7 @@ async function main(): Promise<void> {
   await queue.pause();
   const workers = Array.from({ length: WORKERS }, () => start('src/workers/main.ts'));
   for (let i = 0; i < 300 && (await queue.getWorkers()).length < WORKERS; i++) await sleep(100);
+  flushWrites();
   await queue.resume();
   const t0 = Date.now();
   bar.start(queued, 0, { phase: 'settle (drain)', info: '' });
@@ -392,6 +423,7 @@ async function main(): Promise<void> {
   await sleep(1500);
   const baseline1Sweep = [];
   for (const connections of SWEEP) {
+    flushWrites();
     const baseline1Cpu = cpuSnapshot();
     const run = await drive(`baseline 1: sync express+pg, ${connections} connections`, ['http://127.0.0.1:3799'], '/transfer', {}, pick, { connections, okStatus: 200 });
     // Shows that nothing of ours (a late autovacuum, the relay) took CPU from the baseline.
@@ -400,6 +432,7 @@ async function main(): Promise<void> {
   const baseline1 = baseline1Sweep.reduce((best, run) => (run.rps > best.rps ? run : best));
   await stop(sync);
 
+  flushWrites();
   bar.start(DURATION, 0, { phase: 'baseline 2: pg loop x8', info: '' });
   const until = Date.now() + DURATION * 1000;
   let loopCount = 0;
@@ -425,7 +458,7 @@ async function main(): Promise<void> {
   const report = {
     at: new Date().toISOString(),
     machine: { cores: (await import('node:os')).cpus().length, node: process.version },
-    options: { duration: DURATION, wallets: WALLETS, skew: SKEW, api: APIS, workers: WORKERS, connections: SWEEP, rate, ...TUNABLES },
+    options: { duration: DURATION, wallets: WALLETS, skew: SKEW, api: APIS, workers: WORKERS, connections: SWEEP, rate, flushBetweenPhases: !opt['no-flush'], ...TUNABLES },
     accept: { ...accept, cpuSeconds: acceptCpuSpent },
     settle,
     endToEnd,
