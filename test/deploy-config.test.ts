@@ -8,6 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { nodeFlagsFor } from '../src/infra/node-flags.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const read = (p: string) => readFileSync(`${ROOT}/${p}`, 'utf8');
@@ -109,5 +110,30 @@ describe('grafana dashboard', () => {
         expect(exported, `${f}: ${base} is not defined in src`).toContain(`name: '${base}'`);
       }
     }
+  });
+});
+
+describe('V8 flags per entry (src/infra/node-flags.ts)', () => {
+  // package.json, docker-compose.yml and scripts/start.sh cannot import the helper, so they
+  // write the flags out; this keeps every launcher of every entry on the helper's flags.
+  const entries = (text: string, pattern: RegExp) =>
+    [...text.matchAll(pattern)].map((m) => ({ flags: m[1]!.trim(), entry: m[2]! }));
+
+  it('package.json scripts and docker-compose commands pass each entry its flags, and no others', () => {
+    const scripts = entries(read('package.json'), /"node ((?:--[\w-]+(?:=\S+)? )*)--import tsx ([\w/.-]+\.ts)/g);
+    const commands = entries(read('docker-compose.yml'), /command: \["node", ((?:"--[\w-]+(?:=[^"]*)?", )*)"--import", "tsx", "([\w/.-]+\.ts)"/g);
+    expect(scripts.map((s) => s.entry)).toContain('src/events/relay-main.ts');
+    expect(commands.map((c) => c.entry)).toContain('src/events/relay-main.ts');
+    for (const { flags, entry } of scripts) expect(flags, `package.json: ${entry}`).toBe(nodeFlagsFor(entry).join(' '));
+    for (const { flags, entry } of commands) {
+      expect(flags.replace(/"/g, '').replace(/,\s*$/, '').split(/,\s*/).filter(Boolean), `docker-compose.yml: ${entry}`).toEqual([...nodeFlagsFor(entry)]);
+    }
+  });
+
+  it('scripts/start.sh gives the relay its flags', () => {
+    const line = /\[\[ "\$3" == "\$RELAY_ENTRY" \]\] && flags=\(([^)]*)\)/.exec(read('scripts/start.sh'));
+    expect(line, 'start.sh: the relay flags line').not.toBeNull();
+    expect(line![1]!.split(' ')).toEqual([...nodeFlagsFor('src/events/relay-main.ts')]);
+    expect(read('scripts/start.sh')).toMatch(/^RELAY_ENTRY=src\/events\/relay-main\.ts$/m);
   });
 });
