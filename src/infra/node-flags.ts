@@ -8,7 +8,8 @@
  * third off its CPU at our maximum (`bench/profile-api.ts --profile relay --node-flags=…`,
  * closed loop with the worker running: 1.6–1.7 against 2.2–2.6 CPU seconds in 10 s). The same
  * flag did nothing for the worker and nothing good for the API. Node refuses it in NODE_OPTIONS,
- * hence the command line.
+ * hence the command line. package.json, docker-compose.yml and scripts/start.sh cannot import
+ * this and write the flags out; test/deploy-config.test.ts holds them to these.
  */
 const RELAY_NODE_FLAGS = ['--initial-old-space-size=64'] as const;
 
