@@ -191,9 +191,10 @@ function dirtyBytes(): number {
  * Before a timed phase: what earlier phases wrote is on disk, so the kernel does not write it
  * back during this one. Postgres 15 extends a table by writing zero pages to the page cache and
  * leaves them there until a checkpoint; the kernel writes dirty pages back once they are 30 s
- * old (vm.dirty_expire_centisecs), in bursts. A phase that followed the bulk phase by 30–60 s
- * inherited hundreds of MB of them, written back while its own commits waited for their WAL
- * flushes. Each phase now pays only for what it writes itself (it is shorter than 30 s).
+ * old (vm.dirty_expire_centisecs), in bursts. The fixed-rate phase, 30–60 s after the bulk and
+ * end-to-end phases, inherited 130–170 MB of them, and its accept p99 was lower without them
+ * (README, Benchmark). At the default --duration every phase is shorter than 30 s, so each pays
+ * only for what it writes itself.
  */
 function flushWrites(): void {
   if (opt['no-flush']) return;
