@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { WRITERS_BARRIER } from '../src/db/shard-move.ts';
 import { createTestEnv, databaseIndexOf, systemViolations, uniqueName, type TestEnv } from './support/env.ts';
 
 const DATABASES = 4;
@@ -87,3 +88,36 @@ it('moves a shard under load; every operation ends terminal and the books balanc
   expect(await systemViolations(t.pools)).toEqual([]);
   console.log(`shard ${shard} moved ${from} -> ${to}; ${accepted.length} operations under load, ${retried503} retried 503s`);
 }, 120_000);
+
+it("the barrier waits for an accept that holds idempotency_keys, and the accept goes on: no deadlock", async () => {
+  const pool = t.pools[0]!;
+  const accept = await pool.connect();
+  const barrier = await pool.connect();
+  try {
+    // The table locks of an accept statement, in its order: its key claim, then its operation.
+    await accept.query('BEGIN');
+    await accept.query('LOCK TABLE idempotency_keys IN ROW EXCLUSIVE MODE');
+    const barrierPid = (await barrier.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await barrier.query('BEGIN');
+    const barrierDone = barrier.query(WRITERS_BARRIER).then(() => 'locked', (err: unknown) => err);
+    for (let i = 0; ; i++) {
+      const { rows } = await pool.query<{ w: string | null }>('SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1', [barrierPid]);
+      if (rows[0]?.w === 'Lock') break;
+      if (i > 100) throw new Error('the barrier never waited for the accept');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // With the barrier holding operations already (wallets, operations, … order) this waited for
+    // it while it waited for us, until Postgres's deadlock_timeout (1 s) failed one of the two.
+    const started = Date.now();
+    await accept.query('LOCK TABLE operations IN ROW EXCLUSIVE MODE');
+    expect(Date.now() - started).toBeLessThan(500);
+    await accept.query('COMMIT');
+    expect(await barrierDone).toBe('locked');
+    await barrier.query('COMMIT');
+  } finally {
+    await accept.query('ROLLBACK').catch(() => {});
+    await barrier.query('ROLLBACK').catch(() => {});
+    accept.release();
+    barrier.release();
+  }
+});

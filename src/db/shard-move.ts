@@ -80,6 +80,17 @@ async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>
   }
 }
 
+/**
+ * The barrier after the fence: SHARE locks on the tables the fence guards, which wait for the
+ * transactions already writing them. Postgres takes them one by one in this order, which is the
+ * order every writer takes its row-exclusive locks on them: an accept claims idempotency_keys,
+ * then operations; settlement and sagas write wallets, then operations or saga_credits. So the
+ * barrier may wait for a writer but never holds a table that writer still needs (in the order
+ * wallets, operations, … an accept and the barrier deadlocked, and one had to be run again after
+ * Postgres's deadlock_timeout).
+ */
+export const WRITERS_BARRIER = 'LOCK TABLE wallets, idempotency_keys, operations, saga_credits IN SHARE MODE';
+
 /** One transaction; run again on deadlock or serialization failure (it does nothing then). */
 async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   return retryOnConflict(() => withClient(pool, async (c) => {
@@ -157,7 +168,7 @@ export async function moveShard(router: ShardRouter, shard: number, to: number, 
   if (state === 'copying') {
     // 1. Fence, then wait for writers that started before the fence to commit or roll back.
     await source.query(`INSERT INTO fenced_shards (logical_shard) VALUES ($1) ON CONFLICT DO NOTHING`, [shard]);
-    await inTransaction(source, (c) => c.query('LOCK TABLE wallets, operations, saga_credits, idempotency_keys IN SHARE MODE'));
+    await inTransaction(source, (c) => c.query(WRITERS_BARRIER));
     log.info('shard fenced in its database; copying');
 
     // 2. Copy, as JSON text (bigints stay exact), in one target transaction.
