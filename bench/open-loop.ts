@@ -30,6 +30,10 @@ export interface OpenLoopResult {
 
 export type OpenLoopRequest = { path: string; headers: Record<string, string>; body: string };
 
+/** The p-th percentile of sorted values (the value below which p % of them fall); undefined when there are none. */
+export const percentile = (sorted: readonly number[], p: number): number | undefined =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
 export async function openLoop(options: {
   urls: string[];
   rate: number;

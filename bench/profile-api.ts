@@ -18,7 +18,7 @@ import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
 import { anyOpen, BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
-import { openLoop } from './open-loop.ts';
+import { openLoop, percentile } from './open-loop.ts';
 import { nodeFlagsFor } from '../src/infra/node-flags.ts';
 
 const { values: opt } = parseArgs({
@@ -99,7 +99,7 @@ if (Number(opt.rate) > 0) {
       };
     },
   });
-  const at = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]?.toFixed(1);
+  const at = (sorted: number[], p: number) => percentile(sorted, p)?.toFixed(1);
   const percentiles = (sorted: number[]) => `p50 ${at(sorted, 50)} p90 ${at(sorted, 90)} p99 ${at(sorted, 99)} max ${at(sorted, 100)} ms`;
   process.stderr.write(`open loop ${opt.rate}/s: ${JSON.stringify(r.statuses)} errors ${r.errors} ${JSON.stringify(r.errorKinds)}; ${percentiles(r.latenciesMs)}\n`);
   process.stderr.write(`  worst per second: ${r.perSecond.map((x) => x.maxMs).join(' ')}\n`);

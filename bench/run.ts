@@ -26,7 +26,7 @@ import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/clie
 import { transferOnce } from './baselines/ledger-transaction.ts';
 import { cpuSnapshot, cpuSpent } from './cpu.ts';
 import { anyOpen, BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
-import { openLoop } from './open-loop.ts';
+import { openLoop, percentile } from './open-loop.ts';
 import { nodeFlagsFor } from '../src/infra/node-flags.ts';
 import { readHistogram, serverLatency, type Buckets } from './server-latency.ts';
 
@@ -92,7 +92,7 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+const pct = (sorted: number[], p: number) => percentile(sorted, p) ?? 0;
 /** `{ p50, p95, …, max }` of sorted latencies, rounded to 0.1 ms. */
 const roundedPercentiles = (sorted: number[], ps: readonly number[]) => ({
   ...Object.fromEntries(ps.map((p) => [`p${p}`, round1(pct(sorted, p))])),
