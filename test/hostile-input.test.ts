@@ -175,6 +175,65 @@ describe('fuzz over every route', () => {
   });
 });
 
+describe('values the syntax admits and Postgres would refuse', () => {
+  const cursor = (n: string) => Buffer.from(n).toString('base64url');
+  const get = (path: string, auth: 'key' | 'admin' = 'key'): Promise<Response> =>
+    fetch(`${t.baseUrl}${path}`, { headers: { authorization: `Bearer ${auth === 'key' ? key : ADMIN_TOKEN}` } });
+
+  it.each([
+    [`entries cursor 2^63`, (): string => `/v1/wallets/${wallet}/entries?cursor=${cursor('9223372036854775808')}`, 'key'],
+    [`entries cursor 10^19 - 1`, (): string => `/v1/wallets/${wallet}/entries?cursor=${cursor('9999999999999999999')}`, 'key'],
+    ['balance at year 0000', (): string => `/v1/wallets/${wallet}/balance?at=0000-01-01T00:00:00Z`, 'key'],
+    ['balance at year 10000 by its offset', (): string => `/v1/wallets/${wallet}/balance?at=9999-12-31T23:59:59-05:00`, 'key'],
+    ['analytics from year 0000', (): string => '/admin/analytics?from=0000-01-01T00:00:00Z', 'admin'],
+    ['analytics to year 10000', (): string => '/admin/analytics?to=9999-12-31T23:00:00-02:00', 'admin'],
+  ] as const)('%s: 400, not a 500', async (_name, path, auth) => {
+    const res = await get(path(), auth);
+    const body = await res.json();
+    expect(res.status, JSON.stringify(body)).toBe(400);
+    expectValidProblem(400, res.headers.get('content-type'), body);
+  });
+
+  it('still answers the edges that fit', async () => {
+    const last = await get(`/v1/wallets/${wallet}/entries?cursor=${cursor('9223372036854775807')}`);
+    expect(last.status).toBe(200);
+    expect(((await last.json()) as { data: unknown[] }).data.length).toBeGreaterThan(0); // every entry's seq is below the largest bigint
+    expect((await get(`/v1/wallets/${wallet}/balance?at=0001-01-01T00:00:00Z`)).status).toBe(200);
+    expect((await get(`/v1/wallets/${wallet}/balance?at=9999-12-31T23:59:59Z`)).status).toBe(200);
+    expect((await get('/admin/analytics?from=0001-01-01T00:00:00Z&to=9999-12-31T23:00:00Z', 'admin')).status).toBe(200);
+  });
+});
+
+describe('actions without a body', () => {
+  it('are answered by their route, not refused as an unsupported media type', async () => {
+    // fetch sends Content-Length: 0; curl -X POST sends no Content-Length at all.
+    const unfreeze = await fetch(`${t.baseUrl}/admin/wallets/${wallet}/unfreeze`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(unfreeze.status).toBe(200);
+    expect(((await unfreeze.json()) as { status: string }).status).toBe('active');
+    const retry = await rawExchange((s) =>
+      s.write(`POST /v1/webhook-endpoints/${randomUUID()}/deliveries/${randomUUID()}/retry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nConnection: close\r\n\r\n`),
+    );
+    expect(retry).toMatch(/^HTTP\/1\.1 404/);
+    expect(retry).toContain('"code":"webhook_endpoint_not_found"');
+  });
+
+  it('still refuses a body that is not JSON (415), and a route that needs a body refuses none (400)', async () => {
+    const text = await t.api.request('POST', `/admin/wallets/${wallet}/unfreeze`, { rawBody: 'x', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'text/plain' } });
+    expect(text.status).toBe(415);
+    const empty = await fetch(`${t.baseUrl}/v1/transfers`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'idempotency-key': randomUUID() } });
+    expect(empty.status).toBe(400);
+    expectValidProblem(400, empty.headers.get('content-type'), await empty.json());
+  });
+
+  it('names the limit of the route in a 413', async () => {
+    const big = await t.api.request('POST', '/v1/transfers/batch', { key, idempotencyKey: randomUUID(), rawBody: JSON.stringify({ transfers: [], pad: 'x'.repeat(1_100_000) }) });
+    expect(big.status).toBe(413);
+    expect(big.body.detail).toBe('the request body is larger than 1024 kB');
+    const small = await t.api.request('POST', '/v1/transfers', { key, idempotencyKey: randomUUID(), rawBody: JSON.stringify({ pad: 'x'.repeat(70_000) }) });
+    expect(small.body.detail).toBe('the request body is larger than 64 kB');
+  });
+});
+
 /** Sends raw bytes and resolves with what the server answered before closing. */
 function rawExchange(write: (socket: import('node:net').Socket) => void, timeoutMs = 10_000): Promise<string> {
   const url = new URL(t.baseUrl);

@@ -40,6 +40,12 @@ export function isUnavailable(err: unknown): boolean {
   return false;
 }
 
+/** A request that carries body bytes (a zero Content-Length is none, as curl and fetch send for a bare POST). */
+function hasBody(req: Request): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 export function createApp(ctx: ApiContext): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -63,7 +69,9 @@ export function createApp(ctx: ApiContext): express.Express {
   app.use('/v1', rateLimit(ctx.rateLimiter, ctx.config, ctx.logger));
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
-    if (req.method === 'POST' && !req.is('application/json')) {
+    // A POST without a body (an action such as a webhook retry) has no media type to refuse; a
+    // route that needs a body refuses its absence in validation (400).
+    if (req.method === 'POST' && hasBody(req) && !req.is('application/json')) {
       throw new HttpProblem('unsupported_media_type', 'send the body as application/json');
     }
     next();
@@ -116,14 +124,21 @@ export function createApp(ctx: ApiContext): express.Express {
     if (err instanceof DomainError && isErrorCode(err.code)) return sendProblem(res, err.code, err.message);
     const type = (err as { type?: string } | undefined)?.type;
     if (type === 'entity.parse.failed') return sendProblem(res, 'malformed_json', 'the request body is not valid JSON');
-    if (type === 'entity.too.large') return sendProblem(res, 'payload_too_large', 'the request body is larger than 64 kB');
+    if (type === 'entity.too.large') {
+      const limit = (err as { limit?: number }).limit;
+      return sendProblem(res, 'payload_too_large', `the request body is larger than ${limit ? `${Math.floor(limit / 1024)} kB` : 'this route accepts'}`);
+    }
     if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
       return sendProblem(res, 'unsupported_media_type', 'send the body as UTF-8 JSON');
     }
     if (type === 'request.aborted') return void res.destroy();
+    if (typeof type === 'string' && (err as { status?: number }).status === 400) {
+      // body-parser's other refusals, e.g. a body shorter or longer than its Content-Length.
+      return sendProblem(res, 'validation_failed', 'the request body could not be read', { errors: [{ path: 'body', message: type }] });
+    }
     if (err instanceof URIError || (err as { status?: number } | undefined)?.status === 400) {
       // e.g. a path parameter with a malformed %-escape: the router fails to decode it.
-      return sendProblem(res, 'validation_failed', 'the request URL is malformed');
+      return sendProblem(res, 'validation_failed', 'the request URL is malformed', { errors: [{ path: 'url', message: 'must be a valid percent-encoded path' }] });
     }
     if (isUnavailable(err)) {
       req.log.warn({ err }, 'dependency unavailable');

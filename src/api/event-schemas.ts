@@ -1,7 +1,7 @@
 /** Request schemas of the event-facing routes (webhook endpoints, analytics, unfreeze). */
 import { z } from 'zod';
 import { EVENT_TYPES } from '../events/outbox-event.ts';
-import { Currency, Uuid } from './schemas.ts';
+import { Currency, Instant, Uuid } from './schemas.ts';
 
 export const CreateWebhookEndpointBody = z.strictObject({
   url: z.string().max(2048).url({ message: 'must be an absolute URL' }),
@@ -13,6 +13,6 @@ export const DeliveriesQuery = z.strictObject({ limit: z.coerce.number().int().m
 export const AnalyticsQuery = z.strictObject({
   granularity: z.enum(['hour', 'day']).default('hour'),
   currency: Currency.optional(),
-  from: z.iso.datetime({ offset: true }).optional(),
-  to: z.iso.datetime({ offset: true }).optional(),
+  from: Instant.optional(),
+  to: Instant.optional(),
 });

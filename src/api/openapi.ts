@@ -13,6 +13,7 @@ import {
   CreateWalletBody,
   EntriesQuery,
   FundBody,
+  IDEMPOTENCY_KEY,
   OperationIdParams,
   OperationQuery,
   TransferBatchBody,
@@ -106,10 +107,14 @@ const RATE_LIMIT_HEADERS = {
   'RateLimit-Policy': z.string().openapi({ description: '`<limit>;w=<window seconds>`' }),
 };
 
-/** Adds the RateLimit-* headers (and Retry-After on 429) to every response of a limited route. */
+/**
+ * Adds the RateLimit-* headers (and Retry-After on 429) to every response of a limited route but
+ * 401: the key is checked before its limit, so an unauthenticated request is counted against none.
+ */
 function limited(responses: Record<string, ResponseConfig>): Record<string, ResponseConfig> {
   return Object.fromEntries(
     Object.entries(responses).map(([status, r]) => {
+      if (status === '401') return [status, r];
       const extra = status === '429' ? { 'Retry-After': z.string().openapi({ description: 'Seconds to wait' }) } : {};
       const own = r.headers instanceof z.ZodObject ? (r.headers.shape as Record<string, z.ZodType>) : {};
       return [status, { ...r, headers: z.object({ ...own, ...RATE_LIMIT_HEADERS, ...extra }) }];
@@ -118,7 +123,7 @@ function limited(responses: Record<string, ResponseConfig>): Record<string, Resp
 }
 
 const IdempotencyHeaders = z.object({
-  'idempotency-key': z.string().min(1).max(255).openapi({ description: '1–255 printable ASCII characters' }),
+  'idempotency-key': z.string().regex(IDEMPOTENCY_KEY).openapi({ description: '1–255 printable ASCII characters' }),
 });
 
 const CLIENT = ['unauthorized', 'rate_limited'] as ErrorCode[];

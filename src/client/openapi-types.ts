@@ -483,14 +483,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -648,14 +640,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -808,14 +792,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -964,14 +940,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1132,14 +1100,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1368,14 +1328,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1608,14 +1560,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1826,14 +1770,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1994,14 +1930,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -2188,14 +2116,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {
@@ -2341,14 +2261,6 @@ export interface paths {
                 /** @description Problem: unauthorized */
                 401: {
                     headers: {
-                        /** @description Requests allowed per window for this key and class */
-                        "RateLimit-Limit": string;
-                        /** @description Requests left in the current sliding window */
-                        "RateLimit-Remaining": string;
-                        /** @description Seconds until the oldest counted request leaves the window */
-                        "RateLimit-Reset": string;
-                        /** @description `<limit>;w=<window seconds>` */
-                        "RateLimit-Policy": string;
                         [name: string]: unknown;
                     };
                     content: {

@@ -20,8 +20,8 @@ export function eventsAdminRoutes(ctx: ApiContext): Router {
     const q = validate(AnalyticsQuery, req.query, 'query');
     const where: SQL[] = [eq(analyticsBuckets.granularity, q.granularity)];
     if (q.currency) where.push(eq(analyticsBuckets.currency, q.currency));
-    if (q.from) where.push(gte(analyticsBuckets.bucketStart, new Date(q.from)));
-    if (q.to) where.push(lte(analyticsBuckets.bucketStart, new Date(q.to)));
+    if (q.from) where.push(gte(analyticsBuckets.bucketStart, q.from));
+    if (q.to) where.push(lte(analyticsBuckets.bucketStart, q.to));
     const rows = await ctx.shards.control.db
       .select()
       .from(analyticsBuckets)

@@ -20,10 +20,12 @@ const entryView = (e: EntryRow) => ({
   createdAt: e.createdAt.toISOString(),
 });
 
+const MAX_BIGINT = 2n ** 63n - 1n;
 const encodeCursor = (seq: bigint) => Buffer.from(seq.toString()).toString('base64url');
 function decodeCursor(cursor: string): bigint {
   const text = Buffer.from(cursor, 'base64url').toString();
-  if (!/^[1-9][0-9]{0,18}$/.test(text)) {
+  // An entry's seq is a Postgres bigint: a larger number would fail in the query (a 500).
+  if (!/^[1-9][0-9]{0,18}$/.test(text) || BigInt(text) > MAX_BIGINT) {
     throw new HttpProblem('validation_failed', 'the query failed validation', [
       { path: 'query.cursor', message: 'must be a cursor returned by a previous page' },
     ]);
