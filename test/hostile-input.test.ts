@@ -234,6 +234,20 @@ describe('actions without a body', () => {
   });
 });
 
+describe('unknown methods and paths', () => {
+  it('answers a documented path asked with another method 405 with Allow, an unknown path 404', async () => {
+    const del = await fetch(`${t.baseUrl}/v1/wallets/${wallet}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } });
+    expect(del.status).toBe(405);
+    expect(del.headers.get('allow')).toBe('GET, HEAD');
+    expectValidProblem(405, del.headers.get('content-type'), await del.json());
+    const put = await fetch(`${t.baseUrl}/v1/transfers`, { method: 'PUT', headers: { authorization: `Bearer ${key}` } });
+    expect([put.status, put.headers.get('allow')]).toEqual([405, 'POST']);
+    const unknown = await fetch(`${t.baseUrl}/v1/wallets/${wallet}/nothing`, { headers: { authorization: `Bearer ${key}` } });
+    expect(unknown.status).toBe(404);
+    expectValidProblem(404, unknown.headers.get('content-type'), await unknown.json());
+  });
+});
+
 /** Sends raw bytes and resolves with what the server answered before closing. */
 function rawExchange(write: (socket: import('node:net').Socket) => void, timeoutMs = 10_000): Promise<string> {
   const url = new URL(t.baseUrl);

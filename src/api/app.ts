@@ -46,6 +46,18 @@ function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
+/** The methods the OpenAPI document gives a concrete path (`GET, HEAD` for a GET), or undefined for an unknown path. */
+function documentedMethods(): (path: string) => string | undefined {
+  const paths = (openApiDocument() as { paths: Record<string, Record<string, unknown>> }).paths;
+  const routes = Object.entries(paths).map(([template, operations]) => {
+    const methods = Object.keys(operations).map((m) => m.toUpperCase());
+    if (methods.includes('GET')) methods.push('HEAD');
+    const pattern = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+');
+    return { match: new RegExp(`^${pattern}/?$`), allow: methods.join(', ') };
+  });
+  return (path) => routes.find((r) => r.match.test(path))?.allow;
+}
+
 export function createApp(ctx: ApiContext): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -105,7 +117,11 @@ export function createApp(ctx: ApiContext): express.Express {
   app.use(operationRoutes(ctx));
   app.use(webhookEndpointRoutes(ctx));
 
+  const allowedMethods = documentedMethods();
   app.use((req: Request) => {
+    // A documented path asked with another method: 405 and the methods it answers (RFC 9110).
+    const allow = allowedMethods(req.path);
+    if (allow) throw new HttpProblem('method_not_allowed', `${req.path} answers ${allow}, not ${req.method}`, undefined, { Allow: allow });
     throw new HttpProblem('not_found', `no route for ${req.method} ${req.path}`);
   });
 
