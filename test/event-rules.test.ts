@@ -63,10 +63,13 @@ describe('audit hash chain', () => {
 describe('webhook URL policy', () => {
   it('in production: https to public addresses only', async () => {
     expect(await webhookUrlProblem('http://93.184.216.34/hook', false)).toMatch(/https/);
-    for (const url of ['https://127.0.0.1/x', 'https://10.1.2.3/', 'https://169.254.169.254/latest', 'https://[::1]/', 'https://192.168.0.1/', 'https://[::ffff:127.0.0.1]/', 'https://localhost/']) {
+    for (const url of ['https://127.0.0.1/x', 'https://10.1.2.3/', 'https://169.254.169.254/latest', 'https://[::1]/', 'https://192.168.0.1/', 'https://[::ffff:127.0.0.1]/', 'https://localhost/',
+      // IPv4 carried in IPv6: compatible, translated, local NAT64, 6to4 (of 10.0.0.1), Teredo.
+      'https://[::10.0.0.1]/', 'https://[::ffff:0:a00:1]/', 'https://[64:ff9b:1::a00:1]/', 'https://[2002:a00:1::1]/', 'https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/']) {
       expect(await webhookUrlProblem(url, false), url).toMatch(/non-public|resolve/);
     }
     expect(await webhookUrlProblem('https://93.184.216.34/hook', false)).toBeUndefined();
+    expect(await webhookUrlProblem('https://[2606:2800:220:1:248:1893:25c8:1946]/hook', false)).toBeUndefined();
     expect(await webhookUrlProblem('https://user:pw@93.184.216.34/', false)).toMatch(/credentials/);
   });
   it('in development: http and loopback are allowed; production config defaults to strict', async () => {
