@@ -74,7 +74,7 @@ const bodies = (shape: Record<string, fc.Arbitrary<unknown>>) =>
     fc.constantFrom('', '{', '{"amount":"1"', 'null', '"x"', '{"__proto__":{"x":1}}', '{"amount":"1","amount":"2"}'),
   );
 const query = fc
-  .dictionary(fc.constantFrom('limit', 'cursor', 'wait', 'at', 'x', 'limit[]', 'granularity', 'currency', 'from', 'to'), fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('0', '1', '30', '31', '100', '101', '-1', '1e2', 'MQ', 'OTk5OTk5OTk5OTk5OTk5OTk5OQ')), {
+  .dictionary(fc.constantFrom('limit', 'cursor', 'wait', 'at', 'x', 'limit[]', 'granularity', 'currency', 'from', 'to'), fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('0', '1', '30', '31', '100', '101', '-1', '1e2', 'MQ', 'OTk5OTk5OTk5OTk5OTk5OTk5OQ', 'OTIyMzM3MjAzNjg1NDc3NTgwOA', '0000-01-01T00:00:00Z', '9999-12-31T23:59:59-05:00', '2026-11-28t12:00:00z')), {
     maxKeys: 3,
   })
   .map((q) => (Object.keys(q).length ? `?${new URLSearchParams(q)}` : ''));
@@ -200,6 +200,7 @@ describe('values the syntax admits and Postgres would refuse', () => {
     expect(((await last.json()) as { data: unknown[] }).data.length).toBeGreaterThan(0); // every entry's seq is below the largest bigint
     expect((await get(`/v1/wallets/${wallet}/balance?at=0001-01-01T00:00:00Z`)).status).toBe(200);
     expect((await get(`/v1/wallets/${wallet}/balance?at=9999-12-31T23:59:59Z`)).status).toBe(200);
+    expect((await get(`/v1/wallets/${wallet}/balance?at=2026-11-28t12:00:00z`)).status).toBe(200); // RFC 3339 § 5.6: t and z
     expect((await get('/admin/analytics?from=0001-01-01T00:00:00Z&to=9999-12-31T23:00:00Z', 'admin')).status).toBe(200);
   });
 });

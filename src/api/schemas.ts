@@ -98,8 +98,9 @@ export const EntriesQuery = z.strictObject({
  * An RFC 3339 date-time as a Date, within years 0001–9999 UTC: the syntax also admits year 0000
  * and offsets that carry 9999-12-31 into year 10000, which Postgres refuses (a 500, not a 400).
  */
-export const Instant = z.iso
-  .datetime({ offset: true, message: 'must be an RFC 3339 date-time' })
+export const Instant = z
+  // RFC 3339 allows a lower-case `t` and `z`; the check below knows only upper case.
+  .preprocess((v) => (typeof v === 'string' ? v.toUpperCase() : v), z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' }))
   .transform((s) => new Date(s))
   .refine((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, 'must be between 0001-01-01 and 9999-12-31 (UTC)')
   .openapi({ type: 'string', format: 'date-time', example: '2026-11-28T12:00:00Z' });
