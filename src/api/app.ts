@@ -53,7 +53,7 @@ function documentedMethods(): (path: string) => string | undefined {
     const methods = Object.keys(operations).map((m) => m.toUpperCase());
     if (methods.includes('GET')) methods.push('HEAD');
     const pattern = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+');
-    return { match: new RegExp(`^${pattern}/?$`), allow: methods.join(', ') };
+    return { match: new RegExp(`^${pattern}$`), allow: methods.join(', ') };
   });
   return (path) => routes.find((r) => r.match.test(path))?.allow;
 }
