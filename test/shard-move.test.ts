@@ -8,13 +8,15 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { WRITERS_BARRIER } from '../src/db/shard-move.ts';
+import { startConsumerProcess } from '../src/events/consumers/start-consumer.ts';
+import { createLogger } from '../src/infra/logger.ts';
 import { createTestEnv, databaseIndexOf, systemViolations, uniqueName, type TestEnv } from './support/env.ts';
 
 const DATABASES = 4;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 let t: TestEnv;
 beforeAll(async () => {
-  t = await createTestEnv({ databases: DATABASES, env: { SHARD_MAP_REFRESH_MS: '200' } });
+  t = await createTestEnv({ databases: DATABASES, relay: true, env: { SHARD_MAP_REFRESH_MS: '200' } });
   t.startWorker();
 });
 afterAll(() => t?.close());
@@ -87,7 +89,19 @@ it('moves a shard under load; every operation ends terminal and the books balanc
   expect(balances.reduce((s, b) => s + b, 0n)).toBe(fundedIn);
   expect(await systemViolations(t.pools)).toEqual([]);
   console.log(`shard ${shard} moved ${from} -> ${to}; ${accepted.length} operations under load, ${retried503} retried 503s`);
-}, 120_000);
+
+  // A consumer started now reads the moved wallet in its new database: the webhooks consumer
+  // finds its owner and makes the delivery (looked for in the old database, it would drop it).
+  const endpoint = await t.api.request('POST', '/v1/webhook-endpoints', { key, body: { url: 'http://127.0.0.1:9/hook', events: ['wallet.funded'] } });
+  expect(endpoint.status).toBe(201);
+  const webhooks = await startConsumerProcess('webhooks', t.config, createLogger(t.config, 'shard-move-test'), { metricsServer: false });
+  try {
+    const deliveries = () => t.pool.query('SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND body LIKE $2', [endpoint.body.id, `%${after.body.id}%`]);
+    await expect.poll(async () => (await deliveries()).rowCount, { timeout: 30_000, interval: 250 }).toBe(1);
+  } finally {
+    await webhooks.close();
+  }
+}, 150_000);
 
 it("the barrier waits for an accept that holds idempotency_keys, and the accept goes on: no deadlock", async () => {
   const pool = t.pools[0]!;

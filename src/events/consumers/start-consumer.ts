@@ -41,8 +41,17 @@ export async function startConsumerProcess(
 ): Promise<{ close: () => Promise<void> }> {
   const log = logger.child({ consumer: name });
   const shards = ShardRouter.open(config, `ledgerline-consumer-${name}`);
-  const metrics = options.metricsServer === false ? undefined : await startMetricsServer(config.METRICS_PORT, log);
   const closers: (() => Promise<void>)[] = [];
+  // Wallets are read (webhook owners) and frozen (fraud) in their shard's database: with the
+  // default rule instead of the map, a moved shard's wallets would be looked for where they were.
+  await shards.refresh().catch((err: unknown) => log.warn({ err }, 'shard map not loaded yet'));
+  const stopMap = new AbortController();
+  const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, log, stopMap.signal);
+  closers.push(async () => {
+    stopMap.abort();
+    await mapping;
+  });
+  const metrics = options.metricsServer === false ? undefined : await startMetricsServer(config.METRICS_PORT, log);
   if (name === 'webhooks') {
     const connection = createBlockingRedis(config);
     connection.on('error', () => {});
