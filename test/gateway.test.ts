@@ -6,6 +6,13 @@
 import { once } from 'node:events';
 import { afterAll, describe, expect, it } from 'vitest';
 import { register } from 'prom-client';
+import type { Job } from 'bullmq';
+import { ShardRouter } from '../src/db/shard-router.ts';
+import { createLogger } from '../src/infra/logger.ts';
+import { chargeFund } from '../src/workers/charge-fund.ts';
+import type { FundGateway } from '../src/workers/gateway-breaker.ts';
+import type { WorkerDeps } from '../src/workers/processor.ts';
+import { FundNotCharged, settleOperation } from '../src/workers/settle-operation.ts';
 import { createTestEnv, ledgerViolations, uniqueName, type TestEnv } from './support/env.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -316,4 +323,64 @@ describe('retry budget spent', () => {
     expect((await statuses(t, [id]))[0]!.status).toBe('failed');
     await queue.close();
   }, 60_000);
+});
+
+describe('races of a fund with its own gateway step (no worker: each step called directly)', () => {
+  let t: TestEnv;
+  let shards: ShardRouter;
+  let key: string;
+  afterAll(async () => {
+    await shards?.close();
+    await t?.close();
+  });
+  const timeout = () => Object.assign(new Error('gateway timed out'), { code: 'ETIMEDOUT' });
+  const lastAttempt = (operationId: string) => ({ id: operationId, data: { operationId }, attemptsMade: 1, opts: { attempts: 2 } }) as unknown as Job;
+  const deps = (gateway: Partial<FundGateway>) =>
+    ({ shards, logger: createLogger(t.config, 'gateway-race-test'), gateway: { voidKey: () => Promise.reject(new Error('voidKey must not be called')), ...gateway } }) as unknown as WorkerDeps & { gateway: FundGateway };
+  const newFund = async () => {
+    const wallet = await t.api.wallet(key);
+    return { wallet, id: await fund(t, key, wallet, '500') };
+  };
+  const approve = (id: string) => t.pool.query(`INSERT INTO gateway_charges (operation_id, status, gateway_charge_id) VALUES ($1, 'approved', 'ch_test') ON CONFLICT (operation_id) DO UPDATE SET status = 'approved'`, [id]);
+
+  it('credits a fund only with an approved charge (its wallet was refusable when the charge was skipped)', async () => {
+    t = await createTestEnv({ worker: false });
+    shards = ShardRouter.open(t.config, 'gateway-race-test');
+    key = await t.api.adminKey();
+    const { wallet, id } = await newFund();
+    // The charge step skipped the gateway (the wallet was frozen then); the wallet is active now.
+    await expect(settleOperation(shards.forId(id).db, id)).rejects.toBeInstanceOf(FundNotCharged);
+    expect((await statuses(t, [id]))[0]!.status).toBe('pending');
+    expect((await credits(t, [id])).size).toBe(0);
+    await approve(id);
+    expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
+    expect((await t.api.request('GET', `/v1/wallets/${wallet}`, { key })).body.balance).toBe('500');
+    expect(await ledgerViolations(t.pool)).toEqual([]);
+  });
+
+  it('a request of a timed-out call cannot go out after the give-up failed the fund as never charged', async () => {
+    const { id } = await newFund();
+    let late: (() => Promise<void>) | undefined;
+    // The breaker's timeout fired before this call recorded its request; the call itself goes on.
+    const step = await chargeFund(lastAttempt(id), deps({ charge: (_req, beforeSend) => ((late = beforeSend), Promise.reject(timeout())) }));
+    expect(step).toEqual({ outcome: 'failed', failureCode: 'gateway_unavailable' });
+    await expect(late!()).rejects.toThrow(/no charge may go out/);
+    expect((await statuses(t, [id]))[0]!.status).toBe('failed');
+  });
+
+  it('the give-up credits a charge another delivery of the job had approved, and does not reverse it', async () => {
+    const { id } = await newFund();
+    const step = await chargeFund(
+      lastAttempt(id),
+      deps({
+        charge: async (_req, beforeSend) => {
+          await beforeSend();
+          await approve(id); // another delivery of the same job: approved and recorded meanwhile
+          throw timeout();
+        },
+      }),
+    );
+    expect(step).toEqual({ outcome: 'credit' });
+    expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
+  });
 });

@@ -198,6 +198,8 @@ describe('redelivery', () => {
       const k = await quiet.api.adminKey();
       const a = await quiet.api.wallet(k);
       const fund = await quiet.api.fund(k, a, '900');
+      // As the gateway step leaves it: a fund is credited only with an approved charge.
+      await quiet.pool.query(`INSERT INTO gateway_charges (operation_id, status) VALUES ($1, 'approved')`, [fund.body.id]);
       const database = openDatabase(quiet.config.DATABASE_URL, quiet.config, 'test');
       const results = await Promise.all(Array.from({ length: 8 }, () => settleOperation(database.db, fund.body.id)));
       await database.pool.end();

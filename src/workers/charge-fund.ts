@@ -5,7 +5,7 @@
  * wallet is credited, so a crash between the two resumes at the credit.
  */
 import type { Job } from 'bullmq';
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { gatewayCharges, operations, outbox, wallets } from '../db/schema.ts';
 import type { FailureCode } from '../domain/errors.ts';
@@ -25,39 +25,67 @@ export type ChargeStep =
 
 type ChargeStatus = (typeof gatewayCharges.$inferSelect)['status'];
 
-/** Fails a fund operation with its gateway record in one transaction (no entry, one outbox event). */
+/**
+ * Fails a fund operation with its gateway record in one transaction (no entry, one outbox event).
+ * With `unlessRequested`, only if no charge request was recorded (then it returns undefined and
+ * changes nothing): the give-up path's "nothing was sent", checked under the operation's lock.
+ */
 async function failFund(
   db: Db,
   operationId: string,
   failure: { code: FailureCode; message: string },
   charge: { status: ChargeStatus; gatewayChargeId?: string | null; declineCode?: string | null },
-): Promise<ChargeStep> {
-  await db.transaction(async (tx) => {
+  unlessRequested: true,
+): Promise<ChargeStep | undefined>;
+async function failFund(
+  db: Db,
+  operationId: string,
+  failure: { code: FailureCode; message: string },
+  charge: { status: ChargeStatus; gatewayChargeId?: string | null; declineCode?: string | null },
+): Promise<ChargeStep>;
+async function failFund(
+  db: Db,
+  operationId: string,
+  failure: { code: FailureCode; message: string },
+  charge: { status: ChargeStatus; gatewayChargeId?: string | null; declineCode?: string | null },
+  unlessRequested = false,
+): Promise<ChargeStep | undefined> {
+  const failed = await db.transaction(async (tx) => {
     const [op] = await tx.select().from(operations).where(eq(operations.id, operationId)).for('update');
-    if (!op || isTerminal(op.status)) return;
+    if (!op || isTerminal(op.status)) return true;
     const now = new Date();
-    await tx
-      .insert(gatewayCharges)
-      .values({ operationId, ...charge })
-      .onConflictDoUpdate({ target: gatewayCharges.operationId, set: { ...charge, updatedAt: now } });
+    if (unlessRequested) {
+      const recorded = await tx.insert(gatewayCharges).values({ operationId, ...charge }).onConflictDoNothing().returning({ id: gatewayCharges.operationId });
+      if (recorded.length === 0) return false; // a request was recorded since the caller looked
+    } else {
+      await tx
+        .insert(gatewayCharges)
+        .values({ operationId, ...charge })
+        .onConflictDoUpdate({ target: gatewayCharges.operationId, set: { ...charge, updatedAt: now } });
+    }
     const [failed] = await tx
       .update(operations)
       .set({ status: 'failed', failureCode: failure.code, failureMessage: failure.message, completedAt: now, updatedAt: now })
       .where(eq(operations.id, operationId))
       .returning();
     await tx.insert(outbox).values(outboxEvent('wallet.fund_failed', op.toWalletId, operationView(failed!), op.id));
+    return true;
   });
-  return { outcome: 'failed', failureCode: failure.code };
+  return failed ? { outcome: 'failed', failureCode: failure.code } : undefined;
 }
 
-/** Notes that a charge request is about to go out (its outcome may become unknown) and marks the operation processing. */
+/**
+ * Notes that a charge request is about to go out (its outcome may become unknown) and marks the
+ * operation processing; throws, so that nothing goes out, if the fund is already terminal. It
+ * locks the operation first, as failFund does, so the two are serialized: a give-up that failed
+ * the fund as never charged and a request of an earlier, timed-out call cannot both happen.
+ */
 async function markRequested(db: Db, operationId: string): Promise<void> {
   await db.transaction(async (tx) => {
+    const [op] = await tx.select({ status: operations.status }).from(operations).where(eq(operations.id, operationId)).for('update');
+    if (!op || isTerminal(op.status)) throw new Error(`fund ${operationId} is ${op?.status ?? 'missing'}: no charge may go out`);
     await tx.insert(gatewayCharges).values({ operationId, status: 'requested' }).onConflictDoNothing();
-    await tx
-      .update(operations)
-      .set({ status: 'processing', updatedAt: new Date() })
-      .where(sql`${operations.id} = ${operationId} AND ${operations.status} = 'pending'`);
+    if (op.status === 'pending') await tx.update(operations).set({ status: 'processing', updatedAt: new Date() }).where(eq(operations.id, operationId));
   });
 }
 
@@ -151,9 +179,16 @@ async function giveUp(
 ): Promise<ChargeStep> {
   const reason = `payment gateway unavailable: ${(cause as Error)?.message ?? String(cause)}`;
   const [recorded] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+  // Approved by another delivery of this job (a stalled job runs twice) since this one looked:
+  // the charge stands and is credited (or, if the ledger refuses the wallet, reversed then).
+  if (recorded?.status === 'approved') return { outcome: 'credit' };
   if (!recorded) {
-    log.warn({ reason }, 'retry budget spent; no charge was ever sent');
-    return failFund(db, operationId, unavailable(reason), { status: 'voided' });
+    const failed = await failFund(db, operationId, unavailable(reason), { status: 'voided' }, true);
+    if (failed) {
+      log.warn({ reason }, 'retry budget spent; no charge was ever sent');
+      return failed;
+    }
+    // A request was recorded meanwhile (an earlier call that timed out here): reverse the key.
   }
   const reversed = await gateway.voidKey(request);
   log.warn({ reason, keyState: reversed.status }, 'retry budget spent; gateway key reversed');

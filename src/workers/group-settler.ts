@@ -4,13 +4,14 @@ import { sqlState } from '../db/errors.ts';
 import type { ShardRouter } from '../db/shard-router.ts';
 import { batchSize, batchSplits } from '../infra/metrics.ts';
 import { MicroBatcher, type ItemResult } from '../infra/micro-batcher.ts';
-import { settleOperations, type GroupResult } from './settle-operation.ts';
+import { FundNotCharged, settleOperations, type GroupResult } from './settle-operation.ts';
 
 /**
  * Errors that say nothing about the operations in the group (the database is away, out of
  * connections, shutting down): splitting would only multiply failing transactions.
  */
 export const isInfrastructureError = (err: unknown): boolean => {
+  if (err instanceof FundNotCharged) return false; // one fund's: split, and the others settle
   const state = sqlState(err);
   return state === undefined || /^(08|53|57)/.test(state);
 };

@@ -4,7 +4,7 @@ import type { Db, Tx } from '../db/client.ts';
 import { anyId, bigintArray, OPEN_STATUS, param, textArray, uuidArray } from '../db/sql.ts';
 import { retryOnConflict } from '../db/errors.ts';
 import { assertNotFenced } from '../db/repositories/shard-fences.ts';
-import { ledgerEntries, operations, wallets } from '../db/schema.ts';
+import { gatewayCharges, ledgerEntries, operations, wallets } from '../db/schema.ts';
 import { planFund, planTransfer, type Plan, type PlannedEntry, type WalletState } from '../domain/ledger.ts';
 import { operationView } from '../domain/operation-view.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
@@ -93,6 +93,14 @@ export async function writeEntries(
 /** What one operation of a group came to; `saga` means it is not this database's to settle alone. */
 export type GroupResult = SettleResult | { outcome: 'saga' };
 
+/** A fund the ledger would credit but whose charge the gateway has not approved (see settleOperations). */
+export class FundNotCharged extends Error {
+  constructor(readonly operationId: string) {
+    super(`fund ${operationId} has no approved charge: it is credited after its charge`);
+    this.name = 'FundNotCharged';
+  }
+}
+
 
 /**
  * Settles a group of operations of one database in one transaction (group commit): locks the
@@ -149,6 +157,19 @@ export async function settleOperations(
         byId.set(account.id, { ...account });
       }
 
+      // A fund credits only a charge the gateway approved. Its charge is skipped while the wallet
+      // would be refused (frozen, say); if the wallet changed before this transaction locked it,
+      // crediting now would create money no one paid: the fund waits for its job's retry to charge.
+      const fundIds = open.filter((op) => op.type === 'fund').map((op) => op.id);
+      const charged = new Set(
+        fundIds.length === 0
+          ? []
+          : (await tx
+              .select({ id: gatewayCharges.operationId })
+              .from(gatewayCharges)
+              .where(and(anyId(gatewayCharges.operationId, fundIds), eq(gatewayCharges.status, 'approved')))).map((r) => r.id),
+      );
+
       const now = new Date();
       const entries: { id: string; operationId: string; walletId: string; leg: string; amount: bigint; balanceAfter: bigint | null }[] = [];
       const settled: { op: OperationRow; outcome: { ok: true } | { ok: false; code: string; message: string } }[] = [];
@@ -162,6 +183,8 @@ export async function settleOperations(
             settlement: toWalletState(settlementOf.get(op.currency)!),
             amountMinor: op.amount,
           });
+          // Thrown: the group rolls back and is split until this fund fails alone (its job retries).
+          if (plan.ok && !charged.has(op.id)) throw new FundNotCharged(op.id);
         } else {
           const from = op.fromWalletId ? byId.get(op.fromWalletId) : undefined;
           const to = byId.get(op.toWalletId);
