@@ -107,52 +107,58 @@ export async function acceptTransferBatch(
     list.toSorted((a, b) => (a.operationId < b.operationId ? -1 : 1));
   const keyHome = (p: (typeof planned)[number]) => shards.forIdempotencyKey(clientId, p.transfer.idempotencyKey);
   const created: OperationRow[] = [];
-  for (const [database, claims] of byDatabase(fresh, keyHome)) {
-    const ops = claims.filter((p) => shards.forId(p.operationId) === database);
-    created.push(
-      ...(await database.db.transaction(async (tx) => {
-        const inserted = await insertIdempotencyKeys(
-          tx,
-          claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })),
-        );
-        if (inserted.length !== claims.length) {
-          // Another request claimed one of these keys since step 2: it may still be recording.
-          throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
-        }
-        return insertOperations(tx, byOperationId(ops).map(operationRow));
-      })),
-    );
-  }
-  for (const [database, ops] of byDatabase(
-    fresh.filter((p) => shards.forId(p.operationId) !== keyHome(p)),
-    (p) => shards.forId(p.operationId),
-  )) {
-    created.push(...(await insertOperations(database.db, byOperationId(ops).map(operationRow))));
-  }
+  const byId = new Map<string, OperationRow>();
+  // Each database's rows commit on their own: if a later one fails, what committed is enqueued
+  // all the same (else it would wait for the reconciler), and the error answers the request.
+  try {
+    for (const [database, claims] of byDatabase(fresh, keyHome)) {
+      const ops = claims.filter((p) => shards.forId(p.operationId) === database);
+      created.push(
+        ...(await database.db.transaction(async (tx) => {
+          const inserted = await insertIdempotencyKeys(
+            tx,
+            claims.map((p) => ({ clientId, key: p.transfer.idempotencyKey, requestHash: p.transfer.requestHash, operationId: p.operationId })),
+          );
+          if (inserted.length !== claims.length) {
+            // Another request claimed one of these keys since step 2: it may still be recording.
+            throw new HttpProblem('idempotency_key_in_flight', 'a request with one of these keys is being recorded; retry the batch shortly');
+          }
+          return insertOperations(tx, byOperationId(ops).map(operationRow));
+        })),
+      );
+    }
+    for (const [database, ops] of byDatabase(
+      fresh.filter((p) => shards.forId(p.operationId) !== keyHome(p)),
+      (p) => shards.forId(p.operationId),
+    )) {
+      created.push(...(await insertOperations(database.db, byOperationId(ops).map(operationRow))));
+    }
 
-  // 4. Read the operations the batch names that this request did not create.
-  const byId = new Map(created.map((o) => [o.id, o]));
-  const others = planned.filter((p) => !byId.has(p.operationId));
-  for (const [database, items] of byDatabase(others, (p) => shards.forId(p.operationId))) {
-    const rows = await findOperations(database.db, items.map((p) => p.operationId));
-    for (const row of rows) byId.set(row.id, row);
-  }
-  // A key claimed without its operation yet: an earlier batch failed between databases, or a
-  // racer that claimed it is writing the operation now. Written here under the claimed id; what
-  // the racer wrote first is read back instead.
-  const lost = planned.filter((p) => !byId.has(p.operationId));
-  for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
-    const rows = await insertOperations(database.db, byOperationId(items).map(operationRow));
-    created.push(...rows);
-    for (const row of rows) byId.set(row.id, row);
-    const raced = items.filter((p) => !byId.has(p.operationId)).map((p) => p.operationId);
-    if (raced.length > 0) for (const row of await findOperations(database.db, raced)) byId.set(row.id, row);
-  }
+    // 4. Read the operations the batch names that this request did not create.
+    for (const o of created) byId.set(o.id, o);
+    const others = planned.filter((p) => !byId.has(p.operationId));
+    for (const [database, items] of byDatabase(others, (p) => shards.forId(p.operationId))) {
+      const rows = await findOperations(database.db, items.map((p) => p.operationId));
+      for (const row of rows) byId.set(row.id, row);
+    }
+    // A key claimed without its operation yet: an earlier batch failed between databases, or a
+    // racer that claimed it is writing the operation now. Written here under the claimed id; what
+    // the racer wrote first is read back instead.
+    const lost = planned.filter((p) => !byId.has(p.operationId));
+    for (const [database, items] of byDatabase(lost, (p) => shards.forId(p.operationId))) {
+      const rows = await insertOperations(database.db, byOperationId(items).map(operationRow));
+      created.push(...rows);
+      for (const row of rows) byId.set(row.id, row);
+      const raced = items.filter((p) => !byId.has(p.operationId)).map((p) => p.operationId);
+      if (raced.length > 0) for (const row of await findOperations(database.db, raced)) byId.set(row.id, row);
+    }
 
-  if (created.length > 0) {
-    await enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
-      logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
-    );
+  } finally {
+    if (created.length > 0) {
+      await enqueueSettlements(queue, created, (op) => settlesInOneDatabase(shards, op)).catch((err: unknown) =>
+        logger.warn({ err, operations: created.length }, 'enqueue failed; the reconciler will enqueue them'),
+      );
+    }
   }
   const result = planned.map((p) => byId.get(p.operationId));
   if (result.some((o) => o === undefined)) throw new Error('batch operation missing after accept');
