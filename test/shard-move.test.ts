@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { WRITERS_BARRIER } from '../src/db/shard-move.ts';
+import { moveShard, WRITERS_BARRIER } from '../src/db/shard-move.ts';
+import { ShardRouter } from '../src/db/shard-router.ts';
 import { startConsumerProcess } from '../src/events/consumers/start-consumer.ts';
 import { createLogger } from '../src/infra/logger.ts';
 import { createTestEnv, databaseIndexOf, systemViolations, uniqueName, type TestEnv } from './support/env.ts';
@@ -135,3 +136,33 @@ it("the barrier waits for an accept that holds idempotency_keys, and the accept 
     barrier.release();
   }
 });
+
+it('one unfinished move per shard: two runs started together end with one move and balanced books', async () => {
+  const key = await t.api.adminKey();
+  const wallet = await t.api.wallet(key);
+  await t.api.waitTerminal(key, (await t.api.fund(key, wallet, '2500')).body.id);
+  const shard = Number.parseInt(wallet.slice(0, 2), 16);
+  const to = (databaseIndexOf(wallet, DATABASES) + 1) % DATABASES;
+  // A second open move of a shard is refused by the database itself…
+  const { rows: open } = await t.pool.query(`SELECT COUNT(*)::int AS n FROM shard_moves WHERE state <> 'done'`);
+  expect(open[0].n).toBe(0);
+  await t.pool.query(`INSERT INTO shard_moves (id, logical_shard, from_database, to_database, state) VALUES (gen_random_uuid(), $1, 0, 1, 'copying')`, [shard]);
+  await expect(
+    t.pool.query(`INSERT INTO shard_moves (id, logical_shard, from_database, to_database, state) VALUES (gen_random_uuid(), $1, 0, 2, 'copying')`, [shard]),
+  ).rejects.toThrow(/shard_moves_one_open_uq/);
+  await t.pool.query(`DELETE FROM shard_moves WHERE logical_shard = $1 AND state <> 'done'`, [shard]);
+  // …and two runs of the command at once: one moves the shard (the other resumes it or is refused).
+  const logger = createLogger(t.config, 'shard-move-test');
+  const routers = [ShardRouter.open(t.config, 'mv-a'), ShardRouter.open(t.config, 'mv-b')];
+  try {
+    const runs = await Promise.allSettled(routers.map((r) => moveShard(r, shard, to, logger)));
+    expect(runs.some((r) => r.status === 'fulfilled'), runs.map((r) => (r.status === 'rejected' ? String(r.reason) : 'moved')).join('; ')).toBe(true);
+    for (const r of runs) if (r.status === 'rejected') expect(String(r.reason)).toMatch(/at the same time|unfinished move|already lives/);
+  } finally {
+    await Promise.all(routers.map((r) => r.close()));
+  }
+  const moves = await t.pool.query(`SELECT state FROM shard_moves WHERE logical_shard = $1 AND to_database = $2`, [shard, to]);
+  expect(moves.rows.map((r) => r.state)).toEqual(['done']);
+  expect((await t.pools[to]!.query('SELECT balance::text FROM wallets WHERE id = $1', [wallet])).rows[0]?.balance).toBe('2500');
+  expect(await systemViolations(t.pools)).toEqual([]);
+}, 60_000);

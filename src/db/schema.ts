@@ -238,15 +238,21 @@ export const fencedShards = pgTable('fenced_shards', {
 });
 
 /** Shard moves, in the control database: a crashed move is resumed by running the command again. */
-export const shardMoves = pgTable('shard_moves', {
-  id: uuid('id').primaryKey(),
-  logicalShard: smallint('logical_shard').notNull(),
-  fromDatabase: smallint('from_database').notNull(),
-  toDatabase: smallint('to_database').notNull(),
-  state: text('state', { enum: ['copying', 'switched', 'done'] }).notNull(),
-  createdAt: createdAt(),
-  updatedAt: updatedAt(),
-});
+export const shardMoves = pgTable(
+  'shard_moves',
+  {
+    id: uuid('id').primaryKey(),
+    logicalShard: smallint('logical_shard').notNull(),
+    fromDatabase: smallint('from_database').notNull(),
+    toDatabase: smallint('to_database').notNull(),
+    state: text('state', { enum: ['copying', 'switched', 'done'] }).notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  // One unfinished move per shard: two first runs started together would each write the
+  // clearing entries of their own move (each database's books off by the moved amount).
+  (t) => [uniqueIndex('shard_moves_one_open_uq').on(t.logicalShard).where(sql`${t.state} <> 'done'`)],
+);
 
 /**
  * What the payment gateway said about a fund operation's charge, recorded before the

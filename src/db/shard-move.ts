@@ -13,7 +13,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, ne } from 'drizzle-orm';
 import type pg from 'pg';
-import { retryOnConflict } from './errors.ts';
+import { retryOnConflict, sqlState } from './errors.ts';
 import type { Logger } from '../infra/logger.ts';
 import { shardAssignments, shardMoves } from './schema.ts';
 import type { ShardRouter } from './shard-router.ts';
@@ -154,7 +154,15 @@ export async function moveShard(router: ShardRouter, shard: number, to: number, 
   const from = move?.fromDatabase ?? router.databaseIndexOfShard(shard);
   if (!move) {
     if (from === to) throw new Error(`shard ${shard} already lives in database ${to}`);
-    [move] = await control.insert(shardMoves).values({ id: randomUUID(), logicalShard: shard, fromDatabase: from, toDatabase: to, state: 'copying' }).returning();
+    [move] = await control
+      .insert(shardMoves)
+      .values({ id: randomUUID(), logicalShard: shard, fromDatabase: from, toDatabase: to, state: 'copying' })
+      .returning()
+      .catch((err: unknown) => {
+        // shard_moves_one_open_uq: another run started this shard's move since the select above.
+        if (sqlState(err) === '23505') throw new Error(`another run started a move of shard ${shard} at the same time; run the command again to resume it`);
+        throw err;
+      });
   }
   if (!move || move.toDatabase !== to) throw new Error(`an unfinished move of shard ${shard} goes to database ${move?.toDatabase}`);
   const moveId = move.id;

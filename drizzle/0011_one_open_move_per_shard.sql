@@ -1,0 +1,1 @@
+CREATE UNIQUE INDEX "shard_moves_one_open_uq" ON "shard_moves" USING btree ("logical_shard") WHERE "shard_moves"."state" <> 'done';
