@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/client.ts';
-import { rearmLostDeliveries } from '../src/events/webhooks/deliver.ts';
+import { attemptDelivery, rearmLostDeliveries } from '../src/events/webhooks/deliver.ts';
 import { createWebhookQueue } from '../src/events/webhooks/webhook-queue.ts';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 
@@ -54,4 +54,25 @@ it('enqueues again a pending delivery whose job Redis lost, and only that one', 
   expect(await rearmLostDeliveries(database, queue, now)).toBe(1);
   await queue.obliterate({ force: true });
   await queue.close();
+});
+
+it("a job of an earlier generation (before a manual retry) neither sends nor ends the delivery", async () => {
+  const endpointId = randomUUID();
+  await t.pool.query(`INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')`, [
+    endpointId,
+    randomUUID(),
+  ]);
+  const id = randomUUID();
+  // Retried by hand once: generation 2 is the live one.
+  await t.pool.query(
+    `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, generation, enqueued_generation)
+     VALUES ($1, $2, $3, 'transfer.completed', '{}', 'pending', 2, 2)`,
+    [id, endpointId, randomUUID()],
+  );
+  const job = (generation: number, attemptsMade: number) => ({ id: `${id}-g${generation}`, data: { deliveryId: id }, attemptsMade, opts: { attempts: 3 } });
+  const state = async () => (await t.pool.query('SELECT status, attempts FROM webhook_deliveries WHERE id = $1', [id])).rows[0];
+  expect(await attemptDelivery(t.config, database, job(1, 2))).toBe('skipped'); // the old chain's last attempt
+  expect(await state()).toEqual({ status: 'pending', attempts: 0 });
+  await expect(attemptDelivery(t.config, database, job(2, 0))).rejects.toThrow(); // port 9 refuses: retried later
+  expect(await state()).toEqual({ status: 'pending', attempts: 1 });
 });

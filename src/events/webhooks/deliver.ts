@@ -21,7 +21,7 @@ import { WEBHOOK_QUEUE, webhookBackoffMs, type WebhookJob } from './webhook-queu
 export async function attemptDelivery(
   config: Config,
   database: Database,
-  job: Pick<Job<WebhookJob>, 'data' | 'attemptsMade' | 'opts'>,
+  job: Pick<Job<WebhookJob>, 'id' | 'data' | 'attemptsMade' | 'opts'>,
 ): Promise<'succeeded' | 'failed' | 'skipped'> {
   const { db } = database;
   const [row] = await db
@@ -29,13 +29,16 @@ export async function attemptDelivery(
     .from(webhookDeliveries)
     .innerJoin(webhookEndpoints, eq(webhookEndpoints.id, webhookDeliveries.endpointId))
     .where(eq(webhookDeliveries.id, job.data.deliveryId));
-  if (!row || row.delivery.status !== 'pending') return 'skipped';
+  // A manual retry starts a new generation (job `<id>-g<n>`): a job of an earlier one, still
+  // waiting for its retry delay, neither sends again nor ends the delivery the retry re-armed.
+  const generation = generationOf(job.id);
+  if (!row || row.delivery.status !== 'pending' || (generation !== undefined && generation !== row.delivery.generation)) return 'skipped';
   const { delivery, endpoint } = row;
   const finish = async (status: 'succeeded' | 'failed', error?: string) => {
     await db
       .update(webhookDeliveries)
       .set({ status, completedAt: new Date(), updatedAt: new Date(), ...(error ? { lastError: error } : {}) })
-      .where(eq(webhookDeliveries.id, delivery.id));
+      .where(and(eq(webhookDeliveries.id, delivery.id), eq(webhookDeliveries.generation, delivery.generation)));
   };
   if (endpoint.status !== 'active') {
     await finish('failed', 'endpoint disabled');
@@ -130,6 +133,11 @@ const LOST_AFTER_MS = 10_000;
 const REARM_EVERY_MS = 5_000;
 
 const jobIdOf = (d: { id: string; generation: number }) => `${d.id}-g${d.generation}`;
+/** The generation a delivery job was enqueued for (`<id>-g<n>`); undefined for another id. */
+function generationOf(jobId: string | undefined): number | undefined {
+  const match = jobId ? /-g(\d+)$/.exec(jobId) : null;
+  return match ? Number(match[1]) : undefined;
+}
 
 /** Pending deliveries, the status as a literal: the partial index webhook_deliveries_unqueued_idx then applies in a prepared statement's generic plan (src/db/sql.ts). */
 const PENDING = sql`${webhookDeliveries.status} = 'pending'`;
