@@ -102,6 +102,8 @@ export async function startConsumer(
   logger: Logger,
   database: Database,
   spec: ConsumerSpec,
+  /** Called when the consumer crashed and kafkajs will not restart it (a non-retriable error). */
+  onFatal?: (err: Error) => void,
 ): Promise<RunningConsumer> {
   const log = logger; // already carries the consumer name (start-consumer.ts)
   const kafka = createKafka(config, log);
@@ -113,6 +115,14 @@ export async function startConsumer(
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
   });
   instrumentConsumer(consumer, consumerGroupId(config, spec.name)); // kafka_consumer_lag
+  // kafkajs restarts a consumer only after retriable errors; after any other it stays stopped
+  // while the process lives on, consuming nothing. Nothing is lost (offsets stay committed), but
+  // the owner must restart it.
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (payload.restart) return;
+    log.error({ err: payload.error }, 'consumer crashed and will not be restarted by kafkajs');
+    onFatal?.(payload.error);
+  });
   await consumer.connect();
   await consumer.subscribe({ topic: config.KAFKA_TOPIC, fromBeginning: true });
   await consumer.run({

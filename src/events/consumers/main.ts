@@ -12,15 +12,28 @@ if (!CONSUMER_NAMES.includes(name)) {
 const config = loadConfig();
 const logger = createLogger(config, `consumer-${name}`);
 let running: { close: () => Promise<void> } | undefined;
+let stopping = false;
 onShutdown(logger, async () => {
+  stopping = true;
   await running?.close();
 });
 // The broker may be away at start-up: keep trying rather than exiting.
-for (let delayMs = 500; !running; delayMs = Math.min(delayMs * 2, 10_000)) {
-  try {
-    running = await startConsumerProcess(name, config, logger);
-  } catch (err) {
-    logger.warn({ err, delayMs }, 'consumer could not start; retrying');
-    await new Promise((r) => setTimeout(r, delayMs));
+async function start(): Promise<void> {
+  for (let delayMs = 500; !running && !stopping; delayMs = Math.min(delayMs * 2, 10_000)) {
+    try {
+      running = await startConsumerProcess(name, config, logger, { onFatal: () => void restart() });
+    } catch (err) {
+      logger.warn({ err, delayMs }, 'consumer could not start; retrying');
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
   }
 }
+/** After a crash kafkajs does not recover from: start afresh (from the committed offsets). */
+async function restart(): Promise<void> {
+  const crashed = running;
+  running = undefined;
+  await crashed?.close().catch((err: unknown) => logger.warn({ err }, 'closing the crashed consumer failed'));
+  logger.warn('restarting the consumer');
+  await start();
+}
+await start();

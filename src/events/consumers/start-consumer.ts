@@ -37,7 +37,7 @@ export async function startConsumerProcess(
   name: ConsumerName,
   config: Config,
   logger: Logger,
-  options: { metricsServer?: boolean } = {},
+  options: { metricsServer?: boolean; onFatal?: (err: Error) => void } = {},
 ): Promise<{ close: () => Promise<void> }> {
   const log = logger.child({ consumer: name });
   const shards = ShardRouter.open(config, `ledgerline-consumer-${name}`);
@@ -69,7 +69,7 @@ export async function startConsumerProcess(
   }
   let running: Awaited<ReturnType<typeof startConsumer>>;
   try {
-    running = await startConsumer(config, log, shards.control, specFor(name, config, shards, log));
+    running = await startConsumer(config, log, shards.control, specFor(name, config, shards, log), options.onFatal);
   } catch (err) {
     for (const close of closers) await close().catch(() => {});
     await metrics?.close();
