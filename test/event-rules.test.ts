@@ -2,6 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { auditHash, firstChainProblem, GENESIS_HASH, type AuditRecord } from '../src/domain/audit-chain.ts';
 import { evaluateFraud, type FraudPolicy, type Movement } from '../src/domain/fraud-rules.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { postWebhook } from '../src/events/webhooks/deliver.ts';
 import { webhookUrlProblem } from '../src/events/webhooks/url-policy.ts';
 import { webhookBackoffMs } from '../src/events/webhooks/webhook-queue.ts';
 import { parseConfig } from '../src/config.ts';
@@ -71,6 +74,18 @@ describe('webhook URL policy', () => {
     expect(await webhookUrlProblem('https://93.184.216.34/hook', false)).toBeUndefined();
     expect(await webhookUrlProblem('https://[2606:2800:220:1:248:1893:25c8:1946]/hook', false)).toBeUndefined();
     expect(await webhookUrlProblem('https://user:pw@93.184.216.34/', false)).toMatch(/credentials/);
+  });
+  it('checks the address again as the delivery connects (a name that rebinds to a private address after the check)', async () => {
+    const server = createServer((_req, res) => res.writeHead(204).end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://localhost:${(server.address() as AddressInfo).port}/hook`;
+    try {
+      const send = (allowPrivate: boolean) => postWebhook(url, {}, '{}', { signal: AbortSignal.timeout(2000), allowPrivate });
+      await expect(send(false)).rejects.toThrow(/non-public address \(127\.0\.0\.1\)|non-public address \(::1\)/);
+      expect(await send(true)).toBe(204);
+    } finally {
+      server.close();
+    }
   });
   it('in development: http and loopback are allowed; production config defaults to strict', async () => {
     expect(await webhookUrlProblem('http://127.0.0.1:9/x', true)).toBeUndefined();

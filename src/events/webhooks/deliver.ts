@@ -1,3 +1,5 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { recordWebhookDelivery } from '../../infra/metrics.ts';
 import { and, asc, eq, lt, sql } from 'drizzle-orm';
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
@@ -8,7 +10,7 @@ import type { Database } from '../../db/client.ts';
 import { webhookAttempts, webhookDeliveries, webhookEndpoints } from '../../db/consumer-schema.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { sleep } from '../../infra/sleep.ts';
-import { webhookUrlProblem } from './url-policy.ts';
+import { publicOnlyLookup, webhookUrlProblem } from './url-policy.ts';
 import { WEBHOOK_QUEUE, webhookBackoffMs, type WebhookJob } from './webhook-queue.ts';
 
 
@@ -54,24 +56,22 @@ export async function attemptDelivery(
   } else {
     const timestamp = new Date();
     const signature = new Webhook(endpoint.secret).sign(delivery.eventId, timestamp, delivery.body);
+    const signal = AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS);
     try {
-      const res = await fetch(endpoint.url, {
-        method: 'POST',
-        headers: {
+      statusCode = await postWebhook(
+        endpoint.url,
+        {
           'content-type': 'application/json',
           'user-agent': 'Ledgerline-Webhooks/1',
           'webhook-id': delivery.eventId,
           'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
           'webhook-signature': signature,
         },
-        body: delivery.body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS),
-      });
-      statusCode = res.status;
-      await res.body?.cancel().catch(() => {});
+        delivery.body,
+        { signal, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS },
+      );
     } catch (err) {
-      error = (err as Error).name === 'TimeoutError' ? `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms` : (err as Error).message;
+      error = signal.aborted ? `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms` : (err as Error).message;
     }
   }
   const durationMs = Date.now() - started;
@@ -106,6 +106,33 @@ export async function attemptDelivery(
     throw new UnrecoverableError(reason);
   }
   throw new Error(reason);
+}
+
+/**
+ * POSTs one delivery and resolves with the response's status (its body is not read). The
+ * connection's address is checked as it is resolved (publicOnlyLookup); redirects are not
+ * followed (a 3xx is an answer like any other non-2xx).
+ */
+export function postWebhook(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  options: { signal: AbortSignal; allowPrivate: boolean },
+): Promise<number> {
+  const target = new URL(url);
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      target,
+      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal: options.signal, lookup: publicOnlyLookup(options.allowPrivate) },
+      (res) => {
+        resolve(res.statusCode ?? 0);
+        res.destroy(); // what the endpoint sends back is not read (however much it would send)
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** The BullMQ worker sending deliveries, WEBHOOK_CONCURRENCY at a time (a slow endpoint holds one slot, for at most the timeout). */

@@ -1,5 +1,6 @@
+import { lookup as lookupCallback, type LookupAddress } from 'node:dns';
 import { lookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 
 /** Addresses a production webhook may never reach (SSRF): private, loopback, link-local, etc. */
 const BLOCKED = new BlockList();
@@ -53,4 +54,23 @@ export async function webhookUrlProblem(url: string, allowPrivate: boolean): Pro
   if (addresses.length === 0) return `the host ${host} does not resolve`;
   const bad = addresses.find((a) => !isPublicAddress(a));
   return bad ? `the host resolves to a non-public address (${bad})` : undefined;
+}
+
+/**
+ * A `lookup` for the connection that sends a delivery: resolves the host again and refuses any
+ * non-public answer, so a name that resolved to a public address when it was checked cannot
+ * connect to a private one a moment later (DNS rebinding). IP literals are not looked up; the
+ * check before the request covers them.
+ */
+export function publicOnlyLookup(allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
+    lookupCallback(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err, '', 0);
+      const bad = allowPrivate ? undefined : addresses.find((a) => !isPublicAddress(a.address));
+      if (bad) return callback(Object.assign(new Error(`the host resolves to a non-public address (${bad.address})`), { code: 'ENOTPUBLIC' }), '', 0);
+      if (addresses.length === 0) return callback(Object.assign(new Error(`the host ${hostname} does not resolve`), { code: 'ENOTFOUND' }), '', 0);
+      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+      callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
 }
