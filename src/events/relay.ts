@@ -105,6 +105,11 @@ export async function runRelay(
     const onClientError = (err: Error) => logger.warn({ err: err.message }, 'relay lock session lost');
     lockClient.on('error', onClientError);
     try {
+      // The lock lives as long as this session. If this host dies or is cut off, Postgres would
+      // keep the session, and so the lock, until the kernel's TCP keepalive gives up (two hours
+      // by default) and no standby could take over: on this session it probes after 10 s idle
+      // and drops the peer after 3 unanswered probes 5 s apart (no effect over a Unix socket).
+      await lockClient.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3');
       const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RELAY_LOCK_KEY]);
       if (!rows[0]?.locked) {
         await sleep(1000, signal);
