@@ -5,6 +5,7 @@
  * deliveries stuck pending after a Redis restart).
  */
 import { randomUUID } from 'node:crypto';
+import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/client.ts';
@@ -75,4 +76,32 @@ it("a job of an earlier generation (before a manual retry) neither sends nor end
   expect(await state()).toEqual({ status: 'pending', attempts: 0 });
   await expect(attemptDelivery(t.config, database, job(2, 0))).rejects.toThrow(); // port 9 refuses: retried later
   expect(await state()).toEqual({ status: 'pending', attempts: 1 });
+});
+
+it('ends as failed a pending delivery whose job failed for good without recording it', async () => {
+  const queue = createWebhookQueue(t.config, redis);
+  const endpointId = randomUUID();
+  await t.pool.query(`INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_x')`, [
+    endpointId,
+    randomUUID(),
+  ]);
+  const id = randomUUID();
+  await t.pool.query(
+    `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, enqueued_generation, updated_at)
+     VALUES ($1, $2, $3, 'transfer.completed', '{}', 'pending', 1, now() - interval '1 minute')`,
+    [id, endpointId, randomUUID()],
+  );
+  // Its last attempt died before it could end the delivery (here: it fails without touching it).
+  const workerConnection = redis.duplicate();
+  const worker = new Worker(queue.name, async () => { throw new UnrecoverableError('worker died mid-attempt'); }, { connection: workerConnection, prefix: t.config.REDIS_PREFIX });
+  await queue.add('deliver', { deliveryId: id }, { jobId: `${id}-g1` });
+  await expect.poll(async () => (await queue.getJob(`${id}-g1`))?.getState(), { timeout: 10_000 }).toBe('failed');
+  await worker.close();
+  workerConnection.disconnect();
+  await rearmLostDeliveries(database, queue, new Date());
+  expect(await queue.getJob(`${id}-g1`).then((j) => j?.getState())).toBe('failed'); // not enqueued again
+  const { rows } = await t.pool.query('SELECT status, last_error FROM webhook_deliveries WHERE id = $1', [id]);
+  expect(rows[0]).toEqual({ status: 'failed', last_error: 'gave up: worker died mid-attempt' });
+  await queue.obliterate({ force: true });
+  await queue.close();
 });

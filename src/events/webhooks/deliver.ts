@@ -173,7 +173,7 @@ const PENDING = sql`${webhookDeliveries.status} = 'pending'`;
  * Enqueues again every pending delivery whose current generation was enqueued, but whose job is
  * no longer in Redis (restart without persistence, FLUSHALL, eviction), looking only at those
  * untouched since `olderThan`. A job still waiting for its retry delay is there, so it is left
- * alone. Returns how many it enqueued again.
+ * alone; one that failed for good ends its delivery as failed. Returns how many it enqueued again.
  */
 export async function rearmLostDeliveries(database: Database, queue: Queue<WebhookJob>, olderThan: Date, limit = 500): Promise<number> {
   const stale = await database.db
@@ -190,7 +190,19 @@ export async function rearmLostDeliveries(database: Database, queue: Queue<Webho
     .limit(limit);
   let rearmed = 0;
   for (const d of stale) {
-    if (await queue.getJob(jobIdOf(d))) continue;
+    const job = await queue.getJob(jobIdOf(d));
+    if (job) {
+      // Failed for good without ending its delivery (its last attempt died before recording,
+      // or BullMQ failed it as stalled): end it now, or it would stay pending until Redis drops
+      // the failed job days later.
+      if ((await job.getState()) === 'failed') {
+        await database.db
+          .update(webhookDeliveries)
+          .set({ status: 'failed', completedAt: new Date(), updatedAt: new Date(), lastError: `gave up: ${job.failedReason ?? 'the delivery job failed'}`.slice(0, 500) })
+          .where(and(eq(webhookDeliveries.id, d.id), eq(webhookDeliveries.generation, d.generation), PENDING));
+      }
+      continue;
+    }
     await queue.add('deliver', { deliveryId: d.id }, { jobId: jobIdOf(d) });
     rearmed++;
   }
