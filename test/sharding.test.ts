@@ -97,6 +97,26 @@ describe('sharded ledger', () => {
     expect(await systemViolations(t.pools)).toEqual([]);
   });
 
+  it('a saga step that finds no operation checks the fence: moved away, it fails and retries on the new map', async () => {
+    const { holdFunds, settleHold } = await import('../src/workers/transfer-saga.ts');
+    const { newIdInShard } = await import('../src/domain/ids.ts');
+    const { openDatabase } = await import('../src/db/client.ts');
+    const { sqlState } = await import('../src/db/errors.ts');
+    // Shard 200 lives in the last database: fencing it in database 0 touches no real traffic.
+    const id = newIdInShard(200);
+    const source = openDatabase(t.config.SHARD_DATABASE_URLS[0]!, t.config, 'test');
+    try {
+      expect(await settleHold(source.db, id, { outcome: 'credited' })).toBeUndefined(); // simply not here
+      await t.pools[0]!.query('INSERT INTO fenced_shards (logical_shard) VALUES (200)');
+      for (const step of [() => holdFunds(source.db, id), () => settleHold(source.db, id, { outcome: 'credited' })]) {
+        expect(await step().then(() => 'returned', (err: unknown) => sqlState(err))).toBe('LL001');
+      }
+    } finally {
+      await t.pools[0]!.query('DELETE FROM fenced_shards WHERE logical_shard = 200');
+      await source.pool.end();
+    }
+  });
+
   it('a hold lowers available, not balance, until it settles', async () => {
     const quiet = await createTestEnv({ databases: DATABASES, worker: false });
     try {

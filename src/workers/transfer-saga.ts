@@ -128,7 +128,10 @@ export async function settleHold(
   return retryOnConflict(() =>
     db.transaction(async (tx) => {
       const [op] = await tx.select().from(operations).where(eq(operations.id, operationId)).for('update');
-      if (!op) return undefined;
+      if (!op) {
+        await assertNotFenced(tx, [operationId]); // moved away with its shard? the job retries on the new map
+        return undefined;
+      }
       if (op.status === 'succeeded' || op.status === 'failed') return { outcome: 'already_terminal', status: op.status } as const;
       const [saga] = await tx.select().from(transferSagas).where(eq(transferSagas.operationId, op.id)).for('update');
       if (!saga || saga.state !== 'held') throw new Error(`operation ${op.id} has no hold to settle`);
