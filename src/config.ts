@@ -127,7 +127,8 @@ const schema = z
     /** POSTs that register webhook endpoints or redeliver. */
     RATE_LIMIT_WEBHOOKS: intFrom(100, 1),
     /** TTL of the GET /v1/wallets/:id cache in Redis; 0 turns the cache off. */
-    WALLET_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).max(3600).default(30),
+    // The contract promises reads at most 30 s old (API.md), so no longer.
+    WALLET_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).max(30).default(30),
     /** Slow clients: time to send the request headers, and the whole request. */
     HTTP_HEADERS_TIMEOUT_MS: intFrom(10_000, 100),
     HTTP_REQUEST_TIMEOUT_MS: intFrom(40_000, 1000),

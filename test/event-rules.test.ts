@@ -100,3 +100,10 @@ describe('webhook URL policy', () => {
     expect(webhookBackoffMs(schedule, 99)).toBe(schedule.at(-1));
   });
 });
+
+describe('configuration bounds the contract sets', () => {
+  it('the wallet read cache lives at most 30 s (API.md: reads at most 30 s old)', () => {
+    expect(parseConfig({ WALLET_CACHE_TTL_SECONDS: '30' }).WALLET_CACHE_TTL_SECONDS).toBe(30);
+    expect(() => parseConfig({ WALLET_CACHE_TTL_SECONDS: '31' })).toThrow();
+  });
+});
