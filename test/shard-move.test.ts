@@ -137,6 +137,49 @@ it("the barrier waits for an accept that holds idempotency_keys, and the accept 
   }
 });
 
+it("the barrier waits for a fund's gateway record, and the fund's step goes on: no deadlock", async () => {
+  const pool = t.pools[0]!;
+  const writer = await pool.connect();
+  const barrier = await pool.connect();
+  try {
+    const barrierPid = (await barrier.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const waitsForLock = async () => {
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await pool.query<{ w: string | null }>('SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1', [barrierPid]);
+        if (rows[0]?.w === 'Lock') return true;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return false;
+    };
+    // A charge record being written (recordApproved): the barrier waits for it to commit.
+    await writer.query('BEGIN');
+    await writer.query('LOCK TABLE gateway_charges IN ROW EXCLUSIVE MODE');
+    await barrier.query('BEGIN');
+    let barrierDone = barrier.query(WRITERS_BARRIER).then(() => 'locked', (err: unknown) => err);
+    expect(await waitsForLock()).toBe(true);
+    await writer.query('COMMIT');
+    expect(await barrierDone).toBe('locked');
+    await barrier.query('COMMIT');
+    // A gateway step in its order (the operation, then its record) against the barrier: no deadlock.
+    await writer.query('BEGIN');
+    await writer.query('LOCK TABLE operations IN ROW EXCLUSIVE MODE');
+    await barrier.query('BEGIN');
+    barrierDone = barrier.query(WRITERS_BARRIER).then(() => 'locked', (err: unknown) => err);
+    expect(await waitsForLock()).toBe(true);
+    const started = Date.now();
+    await writer.query('LOCK TABLE gateway_charges IN ROW EXCLUSIVE MODE');
+    expect(Date.now() - started).toBeLessThan(500);
+    await writer.query('COMMIT');
+    expect(await barrierDone).toBe('locked');
+    await barrier.query('COMMIT');
+  } finally {
+    await writer.query('ROLLBACK').catch(() => {});
+    await barrier.query('ROLLBACK').catch(() => {});
+    writer.release();
+    barrier.release();
+  }
+});
+
 it('one unfinished move per shard: two runs started together end with one move and balanced books', async () => {
   const key = await t.api.adminKey();
   const wallet = await t.api.wallet(key);

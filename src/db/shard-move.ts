@@ -84,12 +84,13 @@ async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>
  * The barrier after the fence: SHARE locks on the tables the fence guards, which wait for the
  * transactions already writing them. Postgres takes them one by one in this order, which is the
  * order every writer takes its row-exclusive locks on them: an accept claims idempotency_keys,
- * then operations; settlement and sagas write wallets, then operations or saga_credits. So the
+ * then operations; settlement and sagas write wallets, then operations or saga_credits; a fund's
+ * gateway step writes operations, then gateway_charges (or gateway_charges alone). So the
  * barrier may wait for a writer but never holds a table that writer still needs (in the order
  * wallets, operations, … an accept and the barrier deadlocked, and one had to be run again after
  * Postgres's deadlock_timeout).
  */
-export const WRITERS_BARRIER = 'LOCK TABLE wallets, idempotency_keys, operations, saga_credits IN SHARE MODE';
+export const WRITERS_BARRIER = 'LOCK TABLE wallets, idempotency_keys, operations, gateway_charges, saga_credits IN SHARE MODE';
 
 /** One transaction; run again on deadlock or serialization failure (it does nothing then). */
 async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -55,19 +55,20 @@ async function failFund(
     if (!op || isTerminal(op.status)) return true;
     const now = new Date();
     if (unlessRequested) {
-      const recorded = await tx.insert(gatewayCharges).values({ operationId, ...charge }).onConflictDoNothing().returning({ id: gatewayCharges.operationId });
-      if (recorded.length === 0) return false; // a request was recorded since the caller looked
-    } else {
-      await tx
-        .insert(gatewayCharges)
-        .values({ operationId, ...charge })
-        .onConflictDoUpdate({ target: gatewayCharges.operationId, set: { ...charge, updatedAt: now } });
+      // markRequested writes its record under this same row lock: none now means none was sent.
+      const [recorded] = await tx.select({ status: gatewayCharges.status }).from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+      if (recorded) return false; // a request was recorded since the caller looked
     }
+    // operations before gateway_charges, as markRequested and the shard move's barrier take them.
     const [failed] = await tx
       .update(operations)
       .set({ status: 'failed', failureCode: failure.code, failureMessage: failure.message, completedAt: now, updatedAt: now })
       .where(eq(operations.id, operationId))
       .returning();
+    await tx
+      .insert(gatewayCharges)
+      .values({ operationId, ...charge })
+      .onConflictDoUpdate({ target: gatewayCharges.operationId, set: { ...charge, updatedAt: now } });
     await tx.insert(outbox).values(outboxEvent('wallet.fund_failed', op.toWalletId, operationView(failed!), op.id));
     return true;
   });
@@ -84,8 +85,8 @@ async function markRequested(db: Db, operationId: string): Promise<void> {
   await db.transaction(async (tx) => {
     const [op] = await tx.select({ status: operations.status }).from(operations).where(eq(operations.id, operationId)).for('update');
     if (!op || isTerminal(op.status)) throw new Error(`fund ${operationId} is ${op?.status ?? 'missing'}: no charge may go out`);
-    await tx.insert(gatewayCharges).values({ operationId, status: 'requested' }).onConflictDoNothing();
     if (op.status === 'pending') await tx.update(operations).set({ status: 'processing', updatedAt: new Date() }).where(eq(operations.id, operationId));
+    await tx.insert(gatewayCharges).values({ operationId, status: 'requested' }).onConflictDoNothing();
   });
 }
 
