@@ -125,7 +125,7 @@ it("the barrier waits for an accept that holds idempotency_keys, and the accept 
     // it while it waited for us, until Postgres's deadlock_timeout (1 s) failed one of the two.
     const started = Date.now();
     await accept.query('LOCK TABLE operations IN ROW EXCLUSIVE MODE');
-    expect(Date.now() - started).toBeLessThan(500);
+    expect(Date.now() - started).toBeLessThan(900); // a deadlock would take deadlock_timeout (1 s) to break
     await accept.query('COMMIT');
     expect(await barrierDone).toBe('locked');
     await barrier.query('COMMIT');
@@ -168,7 +168,7 @@ it("the barrier waits for a fund's gateway record, and the fund's step goes on: 
     expect(await waitsForLock()).toBe(true);
     const started = Date.now();
     await writer.query('LOCK TABLE gateway_charges IN ROW EXCLUSIVE MODE');
-    expect(Date.now() - started).toBeLessThan(500);
+    expect(Date.now() - started).toBeLessThan(900); // a deadlock would take deadlock_timeout (1 s) to break
     await writer.query('COMMIT');
     expect(await barrierDone).toBe('locked');
     await barrier.query('COMMIT');

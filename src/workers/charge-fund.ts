@@ -189,7 +189,10 @@ async function giveUp(
       log.warn({ reason }, 'retry budget spent; no charge was ever sent');
       return failed;
     }
-    // A request was recorded meanwhile (an earlier call that timed out here): reverse the key.
+    // A record was written meanwhile: approved by another delivery (credit it), or a request of
+    // an earlier call that timed out here (reverse the key).
+    const [now] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+    if (now?.status === 'approved') return { outcome: 'credit' };
   }
   const reversed = await gateway.voidKey(request);
   log.warn({ reason, keyState: reversed.status }, 'retry budget spent; gateway key reversed');

@@ -42,35 +42,40 @@ export async function startConsumerProcess(
   const log = logger.child({ consumer: name });
   const shards = ShardRouter.open(config, `ledgerline-consumer-${name}`);
   const closers: (() => Promise<void>)[] = [];
-  // Wallets are read (webhook owners) and frozen (fraud) in their shard's database: with the
-  // default rule instead of the map, a moved shard's wallets would be looked for where they were.
-  await shards.refresh().catch((err: unknown) => log.warn({ err }, 'shard map not loaded yet'));
-  const stopMap = new AbortController();
-  const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, log, stopMap.signal);
-  closers.push(async () => {
-    stopMap.abort();
-    await mapping;
-  });
-  const metrics = options.metricsServer === false ? undefined : await startMetricsServer(config.METRICS_PORT, log);
-  if (name === 'webhooks') {
-    const connection = createBlockingRedis(config);
-    connection.on('error', () => {});
-    const queue = createWebhookQueue(config, connection);
-    const worker = createWebhookWorker(config, shards.control, connection.duplicate(), log);
-    const stop = new AbortController();
-    const dispatcher = runDeliveryDispatcher(shards.control, queue, 250, log, stop.signal);
-    closers.push(async () => {
-      stop.abort();
-      await dispatcher;
-      await worker.close();
-      await queue.close();
-      connection.disconnect();
-    });
-  }
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   let running: Awaited<ReturnType<typeof startConsumer>>;
   try {
+    // Wallets are read (webhook owners) and frozen (fraud) in their shard's database: with the
+    // default rule instead of the map, a moved shard's wallets would be looked for where they were.
+    await shards.refresh().catch((err: unknown) => log.warn({ err }, 'shard map not loaded yet'));
+    const stopMap = new AbortController();
+    const mapping = shards.keepFresh(config.SHARD_MAP_REFRESH_MS, log, stopMap.signal);
+    closers.push(async () => {
+      stopMap.abort();
+      await mapping;
+    });
+    metrics = options.metricsServer === false ? undefined : await startMetricsServer(config.METRICS_PORT, log);
+    if (name === 'webhooks') {
+      const connection = createBlockingRedis(config);
+      connection.on('error', () => {});
+      const workerConnection = connection.duplicate();
+      const queue = createWebhookQueue(config, connection);
+      const worker = createWebhookWorker(config, shards.control, workerConnection, log);
+      const stop = new AbortController();
+      const dispatcher = runDeliveryDispatcher(shards.control, queue, 250, log, stop.signal);
+      closers.push(async () => {
+        stop.abort();
+        await dispatcher;
+        await worker.close();
+        await queue.close();
+        // Clients handed in are not BullMQ's to close: a restarted consumer must not leak them.
+        workerConnection.disconnect();
+        connection.disconnect();
+      });
+    }
     running = await startConsumer(config, log, shards.control, specFor(name, config, shards, log), options.onFatal);
   } catch (err) {
+    // Whatever started is stopped (the map's refresh loop, pools, metrics server), not leaked.
     for (const close of closers) await close().catch(() => {});
     await metrics?.close();
     await shards.close();
