@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import type { PoolClient } from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { moveShard, WRITERS_BARRIER } from '../src/db/shard-move.ts';
 import { ShardRouter } from '../src/db/shard-router.ts';
@@ -104,81 +105,69 @@ it('moves a shard under load; every operation ends terminal and the books balanc
   }
 }, 150_000);
 
-it("the barrier waits for an accept that holds idempotency_keys, and the accept goes on: no deadlock", async () => {
+/** A writer's session and the barrier's, in the shard database 0, rolled back and released after `fn`. */
+async function withWriterAndBarrier(fn: (writer: PoolClient, barrier: () => Promise<{ done: Promise<unknown> }>) => Promise<void>): Promise<void> {
   const pool = t.pools[0]!;
-  const accept = await pool.connect();
-  const barrier = await pool.connect();
+  const writer = await pool.connect();
+  const session = await pool.connect();
+  // Starts the barrier in its own transaction; resolves once it waits for a lock the writer holds.
+  const barrier = async () => {
+    const pid = (await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await session.query('BEGIN');
+    const done = session.query(WRITERS_BARRIER).then(() => session.query('COMMIT')).then(() => 'locked', (err: unknown) => err);
+    for (let i = 0; i < 100; i++) {
+      const { rows } = await pool.query<{ w: string | null }>('SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1', [pid]);
+      if (rows[0]?.w === 'Lock') return { done };
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the barrier never waited for the writer');
+  };
   try {
+    await fn(writer, barrier);
+  } finally {
+    await writer.query('ROLLBACK').catch(() => {});
+    await session.query('ROLLBACK').catch(() => {});
+    writer.release();
+    session.release();
+  }
+}
+
+/** Takes `lock` in the writer's transaction: a deadlock with the barrier would take deadlock_timeout (1 s) to break. */
+async function promptly(writer: PoolClient, lock: string): Promise<void> {
+  const started = Date.now();
+  await writer.query(lock);
+  expect(Date.now() - started).toBeLessThan(900);
+}
+
+it('the barrier waits for an accept that holds idempotency_keys, and the accept goes on: no deadlock', () =>
+  withWriterAndBarrier(async (accept, barrier) => {
     // The table locks of an accept statement, in its order: its key claim, then its operation.
     await accept.query('BEGIN');
     await accept.query('LOCK TABLE idempotency_keys IN ROW EXCLUSIVE MODE');
-    const barrierPid = (await barrier.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    await barrier.query('BEGIN');
-    const barrierDone = barrier.query(WRITERS_BARRIER).then(() => 'locked', (err: unknown) => err);
-    for (let i = 0; ; i++) {
-      const { rows } = await pool.query<{ w: string | null }>('SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1', [barrierPid]);
-      if (rows[0]?.w === 'Lock') break;
-      if (i > 100) throw new Error('the barrier never waited for the accept');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const { done } = await barrier();
     // With the barrier holding operations already (wallets, operations, … order) this waited for
     // it while it waited for us, until Postgres's deadlock_timeout (1 s) failed one of the two.
-    const started = Date.now();
-    await accept.query('LOCK TABLE operations IN ROW EXCLUSIVE MODE');
-    expect(Date.now() - started).toBeLessThan(900); // a deadlock would take deadlock_timeout (1 s) to break
+    await promptly(accept, 'LOCK TABLE operations IN ROW EXCLUSIVE MODE');
     await accept.query('COMMIT');
-    expect(await barrierDone).toBe('locked');
-    await barrier.query('COMMIT');
-  } finally {
-    await accept.query('ROLLBACK').catch(() => {});
-    await barrier.query('ROLLBACK').catch(() => {});
-    accept.release();
-    barrier.release();
-  }
-});
+    expect(await done).toBe('locked');
+  }));
 
-it("the barrier waits for a fund's gateway record, and the fund's step goes on: no deadlock", async () => {
-  const pool = t.pools[0]!;
-  const writer = await pool.connect();
-  const barrier = await pool.connect();
-  try {
-    const barrierPid = (await barrier.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const waitsForLock = async () => {
-      for (let i = 0; i < 100; i++) {
-        const { rows } = await pool.query<{ w: string | null }>('SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = $1', [barrierPid]);
-        if (rows[0]?.w === 'Lock') return true;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return false;
-    };
+it("the barrier waits for a fund's gateway record, and the fund's step goes on: no deadlock", () =>
+  withWriterAndBarrier(async (writer, barrier) => {
     // A charge record being written (recordApproved): the barrier waits for it to commit.
     await writer.query('BEGIN');
     await writer.query('LOCK TABLE gateway_charges IN ROW EXCLUSIVE MODE');
-    await barrier.query('BEGIN');
-    let barrierDone = barrier.query(WRITERS_BARRIER).then(() => 'locked', (err: unknown) => err);
-    expect(await waitsForLock()).toBe(true);
+    let { done } = await barrier();
     await writer.query('COMMIT');
-    expect(await barrierDone).toBe('locked');
-    await barrier.query('COMMIT');
+    expect(await done).toBe('locked');
     // A gateway step in its order (the operation, then its record) against the barrier: no deadlock.
     await writer.query('BEGIN');
     await writer.query('LOCK TABLE operations IN ROW EXCLUSIVE MODE');
-    await barrier.query('BEGIN');
-    barrierDone = barrier.query(WRITERS_BARRIER).then(() => 'locked', (err: unknown) => err);
-    expect(await waitsForLock()).toBe(true);
-    const started = Date.now();
-    await writer.query('LOCK TABLE gateway_charges IN ROW EXCLUSIVE MODE');
-    expect(Date.now() - started).toBeLessThan(900); // a deadlock would take deadlock_timeout (1 s) to break
+    ({ done } = await barrier());
+    await promptly(writer, 'LOCK TABLE gateway_charges IN ROW EXCLUSIVE MODE');
     await writer.query('COMMIT');
-    expect(await barrierDone).toBe('locked');
-    await barrier.query('COMMIT');
-  } finally {
-    await writer.query('ROLLBACK').catch(() => {});
-    await barrier.query('ROLLBACK').catch(() => {});
-    writer.release();
-    barrier.release();
-  }
-});
+    expect(await done).toBe('locked');
+  }));
 
 it('one unfinished move per shard: two runs started together end with one move and balanced books', async () => {
   const key = await t.api.adminKey();
