@@ -27,23 +27,31 @@ afterAll(async () => {
   await t?.close();
 });
 
+/** A webhook endpoint at a closed port (connections are refused). */
+async function endpoint(): Promise<string> {
+  const id = randomUUID();
+  await t.pool.query(
+    `INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')`,
+    [id, randomUUID()],
+  );
+  return id;
+}
+
+/** A delivery of generation `generation`, enqueued, untouched for a minute. */
+async function delivery(endpointId: string, status: string, generation = 1): Promise<string> {
+  const { rows } = await t.pool.query(
+    `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, generation, enqueued_generation, updated_at)
+     VALUES ($1, $2, $3, 'transfer.completed', '{}', $4, $5, $5, now() - interval '1 minute') RETURNING id`,
+    [randomUUID(), endpointId, randomUUID(), status, generation],
+  );
+  return rows[0].id as string;
+}
+
 it('enqueues again a pending delivery whose job Redis lost, and only that one', async () => {
   const queue = createWebhookQueue(t.config, redis);
-  const endpointId = randomUUID();
-  await t.pool.query(`INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_x')`, [
-    endpointId,
-    randomUUID(),
-  ]);
-  const insert = (status: string) =>
-    t.pool
-      .query(
-        `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, enqueued_generation, updated_at)
-         VALUES ($1, $2, $3, 'transfer.completed', '{}', $4, 1, now() - interval '1 minute') RETURNING id`,
-        [randomUUID(), endpointId, randomUUID(), status],
-      )
-      .then((r) => r.rows[0].id as string);
-  const lost = await insert('pending'); // dispatched once (enqueued_generation = generation), its job gone
-  await insert('succeeded');
+  const endpointId = await endpoint();
+  const lost = await delivery(endpointId, 'pending'); // dispatched once (enqueued_generation = generation), its job gone
+  await delivery(endpointId, 'succeeded');
 
   const now = new Date();
   expect(await rearmLostDeliveries(database, queue, now)).toBe(1);
@@ -58,18 +66,8 @@ it('enqueues again a pending delivery whose job Redis lost, and only that one', 
 });
 
 it("a job of an earlier generation (before a manual retry) neither sends nor ends the delivery", async () => {
-  const endpointId = randomUUID();
-  await t.pool.query(`INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')`, [
-    endpointId,
-    randomUUID(),
-  ]);
-  const id = randomUUID();
   // Retried by hand once: generation 2 is the live one.
-  await t.pool.query(
-    `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, generation, enqueued_generation)
-     VALUES ($1, $2, $3, 'transfer.completed', '{}', 'pending', 2, 2)`,
-    [id, endpointId, randomUUID()],
-  );
+  const id = await delivery(await endpoint(), 'pending', 2);
   const job = (generation: number, attemptsMade: number) => ({ id: `${id}-g${generation}`, data: { deliveryId: id }, attemptsMade, opts: { attempts: 3 } });
   const state = async () => (await t.pool.query('SELECT status, attempts FROM webhook_deliveries WHERE id = $1', [id])).rows[0];
   expect(await attemptDelivery(t.config, database, job(1, 2))).toBe('skipped'); // the old chain's last attempt
@@ -80,17 +78,7 @@ it("a job of an earlier generation (before a manual retry) neither sends nor end
 
 it('ends as failed a pending delivery whose job failed for good without recording it', async () => {
   const queue = createWebhookQueue(t.config, redis);
-  const endpointId = randomUUID();
-  await t.pool.query(`INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_x')`, [
-    endpointId,
-    randomUUID(),
-  ]);
-  const id = randomUUID();
-  await t.pool.query(
-    `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, body, status, enqueued_generation, updated_at)
-     VALUES ($1, $2, $3, 'transfer.completed', '{}', 'pending', 1, now() - interval '1 minute')`,
-    [id, endpointId, randomUUID()],
-  );
+  const id = await delivery(await endpoint(), 'pending');
   // Its last attempt died before it could end the delivery (here: it fails without touching it).
   const workerConnection = redis.duplicate();
   const worker = new Worker(queue.name, async () => { throw new UnrecoverableError('worker died mid-attempt'); }, { connection: workerConnection, prefix: t.config.REDIS_PREFIX });
