@@ -6,7 +6,7 @@
  */
 import type { Job } from 'bullmq';
 import { eq } from 'drizzle-orm';
-import type { Db } from '../db/client.ts';
+import type { Db, Tx } from '../db/client.ts';
 import { gatewayCharges, operations, outbox, wallets } from '../db/schema.ts';
 import type { FailureCode } from '../domain/errors.ts';
 import { isTerminal, operationView } from '../domain/operation-view.ts';
@@ -24,6 +24,12 @@ export type ChargeStep =
   | { outcome: 'failed'; failureCode: FailureCode };
 
 type ChargeStatus = (typeof gatewayCharges.$inferSelect)['status'];
+
+/** The fund's gateway record, if any. */
+async function chargeRecordOf(db: Db | Tx, operationId: string): Promise<typeof gatewayCharges.$inferSelect | undefined> {
+  const [recorded] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+  return recorded;
+}
 
 /**
  * Fails a fund operation with its gateway record in one transaction (no entry, one outbox event).
@@ -56,8 +62,7 @@ async function failFund(
     const now = new Date();
     if (unlessRequested) {
       // markRequested writes its record under this same row lock: none now means none was sent.
-      const [recorded] = await tx.select({ status: gatewayCharges.status }).from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
-      if (recorded) return false; // a request was recorded since the caller looked
+      if (await chargeRecordOf(tx, operationId)) return false; // a request was recorded since the caller looked
     }
     // operations before gateway_charges, as markRequested and the shard move's barrier take them.
     const [failed] = await tx
@@ -117,7 +122,7 @@ export async function chargeFund(job: Job, deps: WorkerDeps & { gateway: FundGat
   // Missing or already settled: settleOperation reports it and does nothing.
   if (!op || isTerminal(op.status) || op.type !== 'fund') return { outcome: 'credit' };
 
-  const [recorded] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+  const recorded = await chargeRecordOf(db, operationId);
   if (recorded?.status === 'approved') return { outcome: 'credit' }; // charged before a crash or retry
   if (recorded?.status === 'declined') return failFund(db, op.id, declined(recorded.declineCode), recorded);
   if (recorded?.status === 'voided') return failFund(db, op.id, unavailable('reversed at the gateway'), recorded);
@@ -179,7 +184,7 @@ async function giveUp(
   log: Logger,
 ): Promise<ChargeStep> {
   const reason = `payment gateway unavailable: ${(cause as Error)?.message ?? String(cause)}`;
-  const [recorded] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+  const recorded = await chargeRecordOf(db, operationId);
   // Approved by another delivery of this job (a stalled job runs twice) since this one looked:
   // the charge stands and is credited (or, if the ledger refuses the wallet, reversed then).
   if (recorded?.status === 'approved') return { outcome: 'credit' };
@@ -191,7 +196,7 @@ async function giveUp(
     }
     // A record was written meanwhile: approved by another delivery (credit it), or a request of
     // an earlier call that timed out here (reverse the key).
-    const [now] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+    const now = await chargeRecordOf(db, operationId);
     if (now?.status === 'approved') return { outcome: 'credit' };
   }
   const reversed = await gateway.voidKey(request);
@@ -219,7 +224,7 @@ const unavailable = (why: string) => ({ code: 'gateway_unavailable' as const, me
  * the operation id for an operator (the charge record stays `approved`).
  */
 export async function reverseUncreditedCharge(db: Db, gateway: FundGateway, operationId: string, log: Logger): Promise<void> {
-  const [recorded] = await db.select().from(gatewayCharges).where(eq(gatewayCharges.operationId, operationId));
+  const recorded = await chargeRecordOf(db, operationId);
   const [op] = await db.select().from(operations).where(eq(operations.id, operationId));
   if (recorded?.status !== 'approved' || !op) return;
   try {
