@@ -13,10 +13,8 @@ if (!CONSUMER_NAMES.includes(name)) {
 const config = loadConfig();
 const logger = createLogger(config, `consumer-${name}`);
 let running: { close: () => Promise<void> } | undefined;
-let stopping = false;
-const stopped = new AbortController(); // cuts short the pauses between attempts
+const stopped = new AbortController(); // ends the attempts and cuts short the pauses between them
 onShutdown(logger, async () => {
-  stopping = true;
   stopped.abort();
   await steps; // a start or restart in progress
   await running?.close();
@@ -24,7 +22,7 @@ onShutdown(logger, async () => {
 
 /** Starts the consumer; the broker may be away at start-up: keep trying rather than exiting. */
 async function start(): Promise<void> {
-  for (let delayMs = 500; !running && !stopping; delayMs = Math.min(delayMs * 2, 10_000)) {
+  for (let delayMs = 500; !running && !stopped.signal.aborted; delayMs = Math.min(delayMs * 2, 10_000)) {
     try {
       running = await startConsumerProcess(name, config, logger, { onFatal: () => void (steps = steps.then(restart)) });
     } catch (err) {
