@@ -51,6 +51,11 @@ export async function webhookUrlProblem(url: string, allowPrivate: boolean): Pro
   } catch {
     return `the host ${host} does not resolve`;
   }
+  return addressProblem(host, addresses);
+}
+
+/** Why a host with these DNS answers may not be a webhook target (none, or any non-public), or undefined. */
+function addressProblem(host: string, addresses: readonly string[]): string | undefined {
   if (addresses.length === 0) return `the host ${host} does not resolve`;
   const bad = addresses.find((a) => !isPublicAddress(a));
   return bad ? `the host resolves to a non-public address (${bad})` : undefined;
@@ -66,9 +71,9 @@ export function publicOnlyLookup(allowPrivate: boolean): LookupFunction {
   return (hostname, options, callback) => {
     lookupCallback(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, '', 0);
-      const bad = allowPrivate ? undefined : addresses.find((a) => !isPublicAddress(a.address));
-      if (bad) return callback(Object.assign(new Error(`the host resolves to a non-public address (${bad.address})`), { code: 'ENOTPUBLIC' }), '', 0);
       if (addresses.length === 0) return callback(Object.assign(new Error(`the host ${hostname} does not resolve`), { code: 'ENOTFOUND' }), '', 0);
+      const problem = allowPrivate ? undefined : addressProblem(hostname, addresses.map((a) => a.address));
+      if (problem) return callback(Object.assign(new Error(problem), { code: 'ENOTPUBLIC' }), '', 0);
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
       callback(null, addresses[0]!.address, addresses[0]!.family);
     });
