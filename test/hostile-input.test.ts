@@ -175,10 +175,11 @@ describe('fuzz over every route', () => {
   });
 });
 
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
 describe('values the syntax admits and Postgres would refuse', () => {
   const cursor = (n: string) => Buffer.from(n).toString('base64url');
-  const get = (path: string, auth: 'key' | 'admin' = 'key'): Promise<Response> =>
-    fetch(`${t.baseUrl}${path}`, { headers: { authorization: `Bearer ${auth === 'key' ? key : ADMIN_TOKEN}` } });
+  const get = (path: string, auth: 'key' | 'admin' = 'key') => t.api.request('GET', path, auth === 'key' ? { key } : { headers: admin });
 
   it.each([
     [`entries cursor 2^63`, (): string => `/v1/wallets/${wallet}/entries?cursor=${cursor('9223372036854775808')}`, 'key'],
@@ -189,15 +190,14 @@ describe('values the syntax admits and Postgres would refuse', () => {
     ['analytics to year 10000', (): string => '/admin/analytics?to=9999-12-31T23:00:00-02:00', 'admin'],
   ] as const)('%s: 400, not a 500', async (_name, path, auth) => {
     const res = await get(path(), auth);
-    const body = await res.json();
-    expect(res.status, JSON.stringify(body)).toBe(400);
-    expectValidProblem(400, res.headers.get('content-type'), body);
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expectValidProblem(400, res.headers.get('content-type'), res.body);
   });
 
   it('still answers the edges that fit', async () => {
     const last = await get(`/v1/wallets/${wallet}/entries?cursor=${cursor('9223372036854775807')}`);
     expect(last.status).toBe(200);
-    expect(((await last.json()) as { data: unknown[] }).data.length).toBeGreaterThan(0); // every entry's seq is below the largest bigint
+    expect(last.body.data.length).toBeGreaterThan(0); // every entry's seq is below the largest bigint
     expect((await get(`/v1/wallets/${wallet}/balance?at=0001-01-01T00:00:00Z`)).status).toBe(200);
     expect((await get(`/v1/wallets/${wallet}/balance?at=9999-12-31T23:59:59Z`)).status).toBe(200);
     expect((await get(`/v1/wallets/${wallet}/balance?at=2026-11-28t12:00:00z`)).status).toBe(200); // RFC 3339 § 5.6: t and z
@@ -208,9 +208,9 @@ describe('values the syntax admits and Postgres would refuse', () => {
 describe('actions without a body', () => {
   it('are answered by their route, not refused as an unsupported media type', async () => {
     // fetch sends Content-Length: 0; curl -X POST sends no Content-Length at all.
-    const unfreeze = await fetch(`${t.baseUrl}/admin/wallets/${wallet}/unfreeze`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const unfreeze = await t.api.request('POST', `/admin/wallets/${wallet}/unfreeze`, { headers: admin });
     expect(unfreeze.status).toBe(200);
-    expect(((await unfreeze.json()) as { status: string }).status).toBe('active');
+    expect(unfreeze.body.status).toBe('active');
     const retry = await rawExchange((s) =>
       s.write(`POST /v1/webhook-endpoints/${randomUUID()}/deliveries/${randomUUID()}/retry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nConnection: close\r\n\r\n`),
     );
@@ -219,11 +219,11 @@ describe('actions without a body', () => {
   });
 
   it('still refuses a body that is not JSON (415), and a route that needs a body refuses none (400)', async () => {
-    const text = await t.api.request('POST', `/admin/wallets/${wallet}/unfreeze`, { rawBody: 'x', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'text/plain' } });
+    const text = await t.api.request('POST', `/admin/wallets/${wallet}/unfreeze`, { rawBody: 'x', headers: { ...admin, 'content-type': 'text/plain' } });
     expect(text.status).toBe(415);
-    const empty = await fetch(`${t.baseUrl}/v1/transfers`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'idempotency-key': randomUUID() } });
+    const empty = await t.api.request('POST', '/v1/transfers', { key, idempotencyKey: randomUUID() });
     expect(empty.status).toBe(400);
-    expectValidProblem(400, empty.headers.get('content-type'), await empty.json());
+    expectValidProblem(400, empty.headers.get('content-type'), empty.body);
   });
 
   it('names the limit of the route in a 413', async () => {
@@ -237,15 +237,15 @@ describe('actions without a body', () => {
 
 describe('unknown methods and paths', () => {
   it('answers a documented path asked with another method 405 with Allow, an unknown path 404', async () => {
-    const del = await fetch(`${t.baseUrl}/v1/wallets/${wallet}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } });
+    const del = await t.api.request('DELETE', `/v1/wallets/${wallet}`, { key });
     expect(del.status).toBe(405);
     expect(del.headers.get('allow')).toBe('GET, HEAD');
-    expectValidProblem(405, del.headers.get('content-type'), await del.json());
-    const put = await fetch(`${t.baseUrl}/v1/transfers`, { method: 'PUT', headers: { authorization: `Bearer ${key}` } });
+    expectValidProblem(405, del.headers.get('content-type'), del.body);
+    const put = await t.api.request('PUT', '/v1/transfers', { key });
     expect([put.status, put.headers.get('allow')]).toEqual([405, 'POST']);
-    const unknown = await fetch(`${t.baseUrl}/v1/wallets/${wallet}/nothing`, { headers: { authorization: `Bearer ${key}` } });
+    const unknown = await t.api.request('GET', `/v1/wallets/${wallet}/nothing`, { key });
     expect(unknown.status).toBe(404);
-    expectValidProblem(404, unknown.headers.get('content-type'), await unknown.json());
+    expectValidProblem(404, unknown.headers.get('content-type'), unknown.body);
   });
 });
 
