@@ -11,7 +11,7 @@ import { ShardRouter } from '../src/db/shard-router.ts';
 import { createLogger } from '../src/infra/logger.ts';
 import { chargeFund } from '../src/workers/charge-fund.ts';
 import type { FundGateway } from '../src/workers/gateway-breaker.ts';
-import type { WorkerDeps } from '../src/workers/processor.ts';
+import { handlers, type WorkerDeps } from '../src/workers/processor.ts';
 import { FundNotCharged, settleOperation } from '../src/workers/settle-operation.ts';
 import { createTestEnv, ledgerViolations, uniqueName, type TestEnv } from './support/env.ts';
 
@@ -382,5 +382,32 @@ describe('races of a fund with its own gateway step (no worker: each step called
     );
     expect(step).toEqual({ outcome: 'credit' });
     expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
+  });
+
+  it('a fund whose wallet became creditable after its charge was skipped is charged in the same attempt, even its last', async () => {
+    const { wallet, id } = await newFund();
+    await t.pool.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [wallet]);
+    const charged: string[] = [];
+    const job: WorkerDeps = {
+      ...deps({
+        charge: async (req, beforeSend) => {
+          await beforeSend();
+          charged.push(req.idempotencyKey);
+          return { status: 'approved', chargeId: `ch_${charged.length}` };
+        },
+      }),
+      publisher: t.redis,
+      redisPrefix: t.config.REDIS_PREFIX,
+      settle: (database, operationId) => settleOperation(database.db, operationId),
+      // The charge step saw the wallet frozen and skipped the gateway; it is unfrozen before the credit.
+      faultPoint: async (point) => {
+        if (point === 'before-settle') await t.pool.query(`UPDATE wallets SET status = 'active' WHERE id = $1`, [wallet]);
+      },
+    };
+    const result = await handlers['settle-fund'](id, job, createLogger(t.config, 'gateway-race-test'), lastAttempt(id));
+    expect(result).toMatchObject({ outcome: 'settled', status: 'succeeded' });
+    expect(charged).toEqual([id]); // charged once, in the second round
+    expect((await t.api.request('GET', `/v1/wallets/${wallet}`, { key })).body.balance).toBe('500');
+    expect(await ledgerViolations(t.pool)).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@ import { JOB_NAMES, enqueueSagaStep, enqueueSettlements, jobPayloads, type JobNa
 import { isInfrastructureError } from './group-settler.ts';
 import { chargeFund, reverseUncreditedCharge } from './charge-fund.ts';
 import type { FundGateway } from './gateway-breaker.ts';
-import type { GroupResult } from './settle-operation.ts';
+import { FundNotCharged, type GroupResult } from './settle-operation.ts';
 import { creditDestination, findCredit, holdFunds, settleHold } from './transfer-saga.ts';
 import { traceIdOf } from '../infra/trace.ts';
 import { recordSettlement } from './settlement-metrics.ts';
@@ -79,15 +79,37 @@ async function settleInOneTransaction(operationId: string, deps: WorkerDeps, log
   return result;
 }
 
+/**
+ * Charge-then-credit rounds one attempt of a fund job may take. A round ends without a credit
+ * when the charge step skipped the gateway (the wallet would have been refused: frozen, say) and
+ * the wallet became creditable before the credit locked it; the next round charges it. Only a
+ * wallet that keeps flipping spends the job's retries on this.
+ */
+const FUND_ROUNDS = 3;
+
 /** A fund: charge through the gateway first (charge-fund.ts), then credit in one transaction. */
 async function settleFund(operationId: string, deps: WorkerDeps, log: Logger, job: Job): Promise<unknown> {
-  const step = await chargeFund(job, deps);
-  if (step.outcome === 'failed') {
-    log.info({ failureCode: step.failureCode }, 'fund failed at the gateway');
-    await announce(deps, operationId, log);
-    return step;
+  for (let round = 1; ; round++) {
+    const step = await chargeFund(job, deps);
+    if (step.outcome === 'failed') {
+      log.info({ failureCode: step.failureCode }, 'fund failed at the gateway');
+      await announce(deps, operationId, log);
+      return step;
+    }
+    const database = deps.shards.forId(operationId);
+    try {
+      return await creditFund(operationId, deps, log, database);
+    } catch (err) {
+      // Retried now rather than by the job's backoff: on its last attempt, a retry would leave
+      // the fund to the give-up, which fails it as unreachable although no charge was tried.
+      if (!(err instanceof FundNotCharged) || round >= FUND_ROUNDS) throw err;
+      log.info({ round }, 'wallet became creditable after its charge was skipped; charging now');
+    }
   }
-  const database = deps.shards.forId(operationId);
+}
+
+/** The credit of a charged fund; a charge the ledger then refused is reversed at the gateway. */
+async function creditFund(operationId: string, deps: WorkerDeps, log: Logger, database: Database): Promise<GroupResult> {
   const result = await settleInOneTransaction(operationId, deps, log, database);
   if (result.outcome === 'saga') throw new Error(`fund ${operationId} cannot be a saga`);
   // Also on a redelivery: a crash may have come between the refused credit and the reversal.
