@@ -5,6 +5,9 @@
  * deliveries stuck pending after a Redis restart).
  */
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -27,12 +30,12 @@ afterAll(async () => {
   await t?.close();
 });
 
-/** A webhook endpoint at a closed port (connections are refused). */
-async function endpoint(): Promise<string> {
+/** A webhook endpoint, by default at a closed port (connections are refused). */
+async function endpoint(url = 'http://127.0.0.1:9/x'): Promise<string> {
   const id = randomUUID();
   await t.pool.query(
-    `INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{transfer.completed}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')`,
-    [id, randomUUID()],
+    `INSERT INTO webhook_endpoints (id, client_id, url, events, secret) VALUES ($1, $2, $3, '{transfer.completed}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')`,
+    [id, randomUUID(), url],
   );
   return id;
 }
@@ -74,6 +77,25 @@ it("a job of an earlier generation (before a manual retry) neither sends nor end
   expect(await state()).toEqual({ status: 'pending', attempts: 0 });
   await expect(attemptDelivery(t.config, database, job(2, 0))).rejects.toThrow(); // port 9 refuses: retried later
   expect(await state()).toEqual({ status: 'pending', attempts: 1 });
+});
+
+it('an attempt in flight when a manual retry starts records its attempt but leaves the new generation\'s summary alone', async () => {
+  let id = '';
+  // The endpoint answers 500 after the delivery was retried by hand (generation 1 → 2) meanwhile.
+  const server = createServer((req, res) => {
+    req.resume();
+    void t.pool.query('UPDATE webhook_deliveries SET generation = generation + 1 WHERE id = $1', [id]).then(() => res.writeHead(500).end());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const endpointId = await endpoint(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`);
+  id = await delivery(endpointId, 'pending');
+  await expect(attemptDelivery(t.config, database, { id: `${id}-g1`, data: { deliveryId: id }, attemptsMade: 0, opts: { attempts: 3 } })).rejects.toThrow(/500/);
+  server.close();
+  const { rows } = await t.pool.query('SELECT status, generation, attempts, last_status_code, last_error FROM webhook_deliveries WHERE id = $1', [id]);
+  expect(rows[0]).toEqual({ status: 'pending', generation: 2, attempts: 0, last_status_code: null, last_error: null });
+  const attempts = await t.pool.query('SELECT status_code FROM webhook_attempts WHERE delivery_id = $1', [id]);
+  expect(attempts.rows).toEqual([{ status_code: 500 }]);
 });
 
 it('ends as failed a pending delivery whose job failed for good without recording it', async () => {

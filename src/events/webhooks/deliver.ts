@@ -76,11 +76,13 @@ export async function attemptDelivery(
   }
   const durationMs = Date.now() - started;
   await db.transaction(async (tx) => {
+    // The attempt went out, so its row is history whatever happened meanwhile; the delivery's
+    // summary is the live generation's only (a manual retry during this attempt started another).
     await tx.insert(webhookAttempts).values({ deliveryId: delivery.id, statusCode, error, durationMs });
     await tx
       .update(webhookDeliveries)
       .set({ attempts: sql`${webhookDeliveries.attempts} + 1`, lastStatusCode: statusCode, lastError: error, updatedAt: new Date() })
-      .where(eq(webhookDeliveries.id, delivery.id));
+      .where(and(eq(webhookDeliveries.id, delivery.id), eq(webhookDeliveries.generation, delivery.generation)));
   });
 
   if (statusCode !== null && statusCode >= 200 && statusCode < 300) {
