@@ -5,7 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Queue } from 'bullmq';
+import { acceptTransferBatch } from '../src/api/accept-transfer-batch.ts';
 import { ShardRouter } from '../src/db/shard-router.ts';
+import { createLogger } from '../src/infra/logger.ts';
 import { createTestEnv, databaseIndexOf, systemViolations, type TestEnv } from './support/env.ts';
 
 const DATABASES = 4;
@@ -74,6 +77,49 @@ describe('sharded ledger', () => {
       );
       expect(written.flat().map((r) => r.id)).toEqual([...named]);
     }
+  });
+
+  it('a batch that fails at a later database still enqueues what an earlier one committed', async () => {
+    const from = (await walletsInEveryDatabase(1))[0]![0]!;
+    const to = (await walletsInEveryDatabase(1))[1]![0]!;
+    const home = databaseIndexOf(from, DATABASES);
+    const { rows } = await t.pools[home]!.query('SELECT client_id FROM wallets WHERE id = $1', [from]);
+    const clientId: string = rows[0].client_id;
+    const keyIn = (db: number | 'elsewhere', prefix: string) => {
+      for (;;) {
+        const k = `${prefix}-${randomUUID()}`;
+        const at = Math.floor((ShardRouter.idempotencyShard(clientId, k) * DATABASES) / 256);
+        if (db === 'elsewhere' ? at !== home : at === db) return { key: k, at };
+      }
+    };
+    const first = keyIn(home, 'kept'); // claimed with its operation in the source wallet's database
+    const second = keyIn('elsewhere', 'refuse'); // claimed next, in another database, which fails
+    const failing = t.pools[second.at]!;
+    await failing.query(`CREATE FUNCTION test_refuse_key() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.key LIKE 'refuse-%' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
+    await failing.query('CREATE TRIGGER test_refuse_key BEFORE INSERT ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION test_refuse_key()');
+    const shards = ShardRouter.open(t.config, 'batch-partial-test');
+    const enqueued: { name: string; data: { operationId: string; operationIds?: string[] } }[] = [];
+    const queue = { addBulk: async (jobs: typeof enqueued) => void enqueued.push(...jobs) } as unknown as Queue;
+    try {
+      const transfer = (k: string) => ({ idempotencyKey: k, requestHash: 'h', fromWalletId: from, toWalletId: to, amount: 1n, reference: null });
+      await expect(
+        acceptTransferBatch(shards, queue, createLogger(t.config, 'batch-partial-test'), {
+          clientId,
+          requestId: null,
+          traceparent: null,
+          transfers: [transfer(first.key), transfer(second.key)],
+        }),
+      ).rejects.toMatchObject({ cause: { message: 'injected failure' } });
+    } finally {
+      await failing.query('DROP TRIGGER test_refuse_key ON idempotency_keys');
+      await failing.query('DROP FUNCTION test_refuse_key()');
+      await shards.close();
+    }
+    const kept = await t.pools[home]!.query('SELECT id FROM operations WHERE client_id = $1 AND idempotency_key = $2', [clientId, first.key]);
+    expect(kept.rows).toHaveLength(1);
+    // Its job went out with the failed request, not a reconciler pass later.
+    expect(enqueued.flatMap((j) => j.data.operationIds ?? [j.data.operationId])).toEqual([kept.rows[0].id]);
   });
 
   it('compensates: a refused destination on another shard releases the hold', async () => {
