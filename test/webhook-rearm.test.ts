@@ -98,6 +98,20 @@ it('an attempt in flight when a manual retry starts records its attempt but leav
   expect(attempts.rows).toEqual([{ status_code: 500 }]);
 });
 
+it('in production a delivery to a name that resolves to a private address is refused as it connects, nothing sent', async () => {
+  let requests = 0;
+  const server = createServer((req, res) => void (requests++, req.resume(), res.writeHead(204).end()));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const id = await delivery(await endpoint(`https://localhost:${(server.address() as AddressInfo).port}/hook`), 'pending');
+  const strict = { ...t.config, WEBHOOK_ALLOW_PRIVATE_URLS: false };
+  await expect(attemptDelivery(strict, database, { id: `${id}-g1`, data: { deliveryId: id }, attemptsMade: 0, opts: { attempts: 3 } })).rejects.toThrow(/non-public/);
+  server.close();
+  expect(requests).toBe(0);
+  const { rows } = await t.pool.query('SELECT status_code, error FROM webhook_attempts WHERE delivery_id = $1', [id]);
+  expect(rows).toEqual([{ status_code: null, error: expect.stringMatching(/^target not allowed: the host resolves to a non-public address \((127\.0\.0\.1|::1)\)$/) }]);
+});
+
 it('ends as failed a pending delivery whose job failed for good without recording it', async () => {
   const queue = createWebhookQueue(t.config, redis);
   const id = await delivery(await endpoint(), 'pending');

@@ -50,7 +50,9 @@ export async function attemptDelivery(
   const started = Date.now();
   let statusCode: number | null = null;
   let error: string | null = null;
-  const urlProblem = await webhookUrlProblem(endpoint.url, config.WEBHOOK_ALLOW_PRIVATE_URLS);
+  // A host name is resolved once, by the connection (publicOnlyLookup), not here as well: lookups
+  // share libuv's few threads with the rest of the process, and a slow DNS server holds them.
+  const urlProblem = await webhookUrlProblem(endpoint.url, config.WEBHOOK_ALLOW_PRIVATE_URLS, { resolve: false });
   if (urlProblem) {
     error = `target not allowed: ${urlProblem}`;
   } else {
@@ -71,7 +73,8 @@ export async function attemptDelivery(
         { signal, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS },
       );
     } catch (err) {
-      error = signal.aborted ? `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms` : (err as Error).message;
+      const { code, message } = err as NodeJS.ErrnoException;
+      error = signal.aborted ? `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms` : code === 'ENOTPUBLIC' ? `target not allowed: ${message}` : message;
     }
   }
   const durationMs = Date.now() - started;

@@ -31,10 +31,11 @@ export function isPublicAddress(address: string): boolean {
 /**
  * Why `url` may not be a webhook target, or undefined when it may. With `allowPrivate`
  * (development, tests) http and any address are fine. Otherwise only https to a host whose every
- * DNS answer is a public address; checked at registration and again before each delivery
- * (DNS can change).
+ * DNS answer is a public address; checked at registration, and again as each delivery connects
+ * (DNS can change: publicOnlyLookup). With `resolve: false` a host name is not looked up here
+ * (a delivery's connection does that, once); IP literals are checked all the same.
  */
-export async function webhookUrlProblem(url: string, allowPrivate: boolean): Promise<string | undefined> {
+export async function webhookUrlProblem(url: string, allowPrivate: boolean, { resolve = true } = {}): Promise<string | undefined> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -45,6 +46,7 @@ export async function webhookUrlProblem(url: string, allowPrivate: boolean): Pro
   if (allowPrivate) return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? undefined : 'only http(s) URLs';
   if (parsed.protocol !== 'https:') return 'only https URLs are allowed';
   const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  if (!resolve && !isIP(host)) return undefined;
   let addresses: string[];
   try {
     addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
