@@ -93,10 +93,25 @@ describe('consumer supervisor', () => {
       timing,
     );
     await new Promise((r) => setTimeout(r, 20));
-    expect(state).toMatchObject({ starts: 1, closes: 0 }); // the restart waits for the start
     release();
     await expect.poll(() => state.starts, { timeout: 2000 }).toBe(2);
-    expect(state).toMatchObject({ running: 1, closes: 1 });
+    expect(state).toMatchObject({ running: 1, closes: 1 }); // the one that crashed was closed, once its start returned
+    await supervisor.stop();
+  });
+
+  it('a crash reported twice, or by a consumer already replaced, restarts nothing more', async () => {
+    const { state, start } = fakeConsumer();
+    const { logger, pauses } = recordingLogger();
+    const supervisor = superviseConsumer(start, logger, timing);
+    await supervisor.started;
+    const first = state.crash!;
+    first();
+    first(); // the same crash, reported again
+    await expect.poll(() => state.starts, { timeout: 2000 }).toBe(2);
+    first(); // late, from the consumer already replaced
+    await new Promise((r) => setTimeout(r, 150)); // longer than any pause it could cause
+    expect(state).toMatchObject({ starts: 2, running: 1, closes: 1 });
+    expect(pauses).toEqual([50]);
     await supervisor.stop();
   });
 });

@@ -74,6 +74,10 @@ describe('webhook URL policy', () => {
     expect(await webhookUrlProblem('https://93.184.216.34/hook', false)).toBeUndefined();
     expect(await webhookUrlProblem('https://[2606:2800:220:1:248:1893:25c8:1946]/hook', false)).toBeUndefined();
     expect(await webhookUrlProblem('https://user:pw@93.184.216.34/', false)).toMatch(/credentials/);
+    // Before a delivery: names are left to the connection's lookup; IP literals and the rest are still checked.
+    expect(await webhookUrlProblem('https://localhost/', false, { resolve: false })).toBeUndefined();
+    expect(await webhookUrlProblem('https://127.0.0.1/', false, { resolve: false })).toMatch(/non-public/);
+    expect(await webhookUrlProblem('http://93.184.216.34/hook', false, { resolve: false })).toMatch(/https/);
   });
   it('checks the address again as the delivery connects (a name that rebinds to a private address after the check)', async () => {
     const server = createServer((_req, res) => res.writeHead(204).end());

@@ -95,8 +95,9 @@ describe('sharded ledger', () => {
     const first = keyIn(home, 'kept'); // claimed with its operation in the source wallet's database
     const second = keyIn('elsewhere', 'refuse'); // claimed next, in another database, which fails
     const failing = t.pools[second.at]!;
-    await failing.query(`CREATE FUNCTION test_refuse_key() RETURNS trigger LANGUAGE plpgsql AS $$
+    await failing.query(`CREATE OR REPLACE FUNCTION test_refuse_key() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.key LIKE 'refuse-%' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
+    await failing.query('DROP TRIGGER IF EXISTS test_refuse_key ON idempotency_keys');
     await failing.query('CREATE TRIGGER test_refuse_key BEFORE INSERT ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION test_refuse_key()');
     const shards = ShardRouter.open(t.config, 'batch-partial-test');
     const enqueued: { name: string; data: { operationId: string; operationIds?: string[] } }[] = [];

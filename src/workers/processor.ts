@@ -102,7 +102,7 @@ async function settleFund(operationId: string, deps: WorkerDeps, log: Logger, jo
     } catch (err) {
       // Retried now rather than by the job's backoff: on its last attempt, a retry would leave
       // the fund to the give-up, which fails it as unreachable although no charge was tried.
-      if (!(err instanceof FundNotCharged) || round >= FUND_ROUNDS) throw err;
+      if (!(err instanceof FundNotCharged) || err.operationId !== operationId || round >= FUND_ROUNDS) throw err;
       log.info({ round }, 'wallet became creditable after its charge was skipped; charging now');
     }
   }

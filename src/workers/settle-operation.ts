@@ -159,7 +159,7 @@ export async function settleOperations(
 
       // A fund credits only a charge the gateway approved. Its charge is skipped while the wallet
       // would be refused (frozen, say); if the wallet changed before this transaction locked it,
-      // crediting now would create money no one paid: the fund waits for its job's retry to charge.
+      // crediting now would create money no one paid: the fund's job charges it, then credits it again.
       const fundIds = open.filter((op) => op.type === 'fund').map((op) => op.id);
       const charged = new Set(
         fundIds.length === 0

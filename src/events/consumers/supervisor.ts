@@ -4,7 +4,7 @@
  * closes it and starts it afresh from its committed offsets, after a pause that doubles with
  * each crash within 5 minutes of the last (1 s to 1 min), so a message that crashes it every
  * time is retried, not spun on. Steps run one after another (a crash reported while a start is
- * still joining waits for that start).
+ * still joining waits for that start), and a restart replaces only the consumer that crashed.
  */
 import type { Logger } from '../../infra/logger.ts';
 import { sleep } from '../../infra/sleep.ts';
@@ -47,8 +47,11 @@ export function superviseConsumer(
 
   async function startUntilRunning(): Promise<void> {
     for (let delayMs = timing.startDelayMs.first; !running && !stopped.signal.aborted; delayMs = Math.min(delayMs * 2, timing.startDelayMs.max)) {
+      // A restart is for the consumer that crashed: a report of one already replaced (late, or twice) is ignored.
+      let instance: Running | undefined;
       try {
-        running = await start(() => void enqueue(restart));
+        instance = await start(() => void enqueue(() => restart(instance)));
+        running = instance;
       } catch (err) {
         logger.warn({ err, delayMs }, 'consumer could not start; retrying');
         await sleep(delayMs, stopped.signal);
@@ -56,14 +59,13 @@ export function superviseConsumer(
     }
   }
 
-  async function restart(): Promise<void> {
-    if (stopped.signal.aborted) return;
+  async function restart(crashed: Running | undefined): Promise<void> {
+    if (stopped.signal.aborted || crashed === undefined || crashed !== running) return;
     const now = Date.now();
     restartDelayMs = now - lastCrash > timing.crashMemoryMs ? timing.restartDelayMs.first : Math.min(restartDelayMs * 2, timing.restartDelayMs.max);
     lastCrash = now;
-    const crashed = running;
     running = undefined;
-    await crashed?.close().catch((err: unknown) => logger.warn({ err }, 'closing the crashed consumer failed'));
+    await crashed.close().catch((err: unknown) => logger.warn({ err }, 'closing the crashed consumer failed'));
     logger.warn({ delayMs: restartDelayMs }, 'restarting the consumer after its crash');
     await sleep(restartDelayMs, stopped.signal);
     await startUntilRunning();

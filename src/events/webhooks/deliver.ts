@@ -74,18 +74,27 @@ export async function attemptDelivery(
       );
     } catch (err) {
       const { code, message } = err as NodeJS.ErrnoException;
-      error = signal.aborted ? `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms` : code === 'ENOTPUBLIC' ? `target not allowed: ${message}` : message;
+      if (signal.aborted) error = `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms`;
+      else if (code === 'ENOTPUBLIC') error = `target not allowed: ${message}`;
+      else if (code === 'ENOTFOUND') error = `target not allowed: the host ${new URL(endpoint.url).hostname} does not resolve`;
+      else error = message;
     }
   }
   const durationMs = Date.now() - started;
   await db.transaction(async (tx) => {
-    // The attempt went out, so its row is history whatever happened meanwhile; the delivery's
-    // summary is the live generation's only (a manual retry during this attempt started another).
+    // The attempt went out, so it is logged and counted whatever happened meanwhile; the last
+    // status and error stay the live generation's (a manual retry during this attempt started another).
+    const live = sql`${webhookDeliveries.generation} = ${delivery.generation}`;
     await tx.insert(webhookAttempts).values({ deliveryId: delivery.id, statusCode, error, durationMs });
     await tx
       .update(webhookDeliveries)
-      .set({ attempts: sql`${webhookDeliveries.attempts} + 1`, lastStatusCode: statusCode, lastError: error, updatedAt: new Date() })
-      .where(and(eq(webhookDeliveries.id, delivery.id), eq(webhookDeliveries.generation, delivery.generation)));
+      .set({
+        attempts: sql`${webhookDeliveries.attempts} + 1`,
+        lastStatusCode: sql`CASE WHEN ${live} THEN ${statusCode}::integer ELSE ${webhookDeliveries.lastStatusCode} END`,
+        lastError: sql`CASE WHEN ${live} THEN ${error}::text ELSE ${webhookDeliveries.lastError} END`,
+        updatedAt: new Date(),
+      })
+      .where(eq(webhookDeliveries.id, delivery.id));
   });
 
   if (statusCode !== null && statusCode >= 200 && statusCode < 300) {
