@@ -84,9 +84,14 @@ it('api, worker, relay and consumer /metrics report every metric with counts equ
   expectProcessDefaults(apiM);
 
   // --- worker --------------------------------------------------------------------------------
+  // A job's run is recorded when the worker hears it completed, a moment after its operations
+  // settled: wait until no job is left to run and every completed one is counted.
   const workerM = await until('worker to report settled counts', async () => {
     const m = await scrape(`${workerUrl}/metrics`);
-    return metric(m, 'operations_settled_total') === 10 ? m : undefined;
+    const completed = metric(m, 'queue_jobs', { queue: 'settlement', state: 'completed' });
+    const idle = ['waiting', 'active', 'delayed'].every((state) => (metric(m, 'queue_jobs', { queue: 'settlement', state }) ?? 0) === 0);
+    const counted = metric(m, 'job_run_seconds_count', { queue: 'settlement', outcome: 'completed' }) === completed;
+    return metric(m, 'operations_settled_total') === 10 && idle && counted ? m : undefined;
   });
   expect(metric(workerM, 'transactions_total', { type: 'credit' })).toBe(3 + 5);
   expect(metric(workerM, 'transactions_total', { type: 'debit' })).toBe(5);
