@@ -158,8 +158,8 @@ export class RateLimiter {
     private readonly prefix: string,
     private readonly windowSeconds: number,
   ) {
-    this.slidingWindow = defineScript(redis, 'llSlidingWindow', 1, TAKE);
-    this.slidingWindows = defineScript(redis, 'llSlidingWindows', undefined, TAKE_MANY);
+    this.slidingWindow = defineScript(redis, 1, TAKE);
+    this.slidingWindows = defineScript(redis, undefined, TAKE_MANY);
   }
 
   ticket(clientId: string, cls: RateLimitClass, limit: number): RateLimitTicket {

@@ -101,7 +101,7 @@ export async function invalidateWallets(
   let run = scripts.get(redis);
   if (!run) {
     // Keys vary in number, so the script takes its key count per call.
-    run = defineScript<number>(redis, 'llInvalidateWallets', undefined, INVALIDATE);
+    run = defineScript<number>(redis, undefined, INVALIDATE);
     scripts.set(redis, run);
   }
   await run(

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.ts';
 
@@ -21,17 +22,29 @@ export function createBlockingRedis(config: Pick<Config, 'REDIS_URL'>): Redis {
 }
 
 /**
- * Registers a Lua script on `redis` (EVALSHA, falling back to EVAL once per connection) and
- * returns a typed function that runs it: the first `numberOfKeys` arguments are its KEYS, the
- * rest its ARGV (with `numberOfKeys` undefined, the first argument is the number of keys).
+ * A typed function that runs a Lua script on `redis`: EVALSHA, and EVAL when Redis answers
+ * NOSCRIPT (first use, or after a restart or SCRIPT FLUSH), which also caches it again. The first
+ * `numberOfKeys` arguments are its KEYS, the rest its ARGV (with `numberOfKeys` undefined, the
+ * first argument is the number of keys).
+ *
+ * Built on EVALSHA/EVAL rather than ioredis's `defineCommand`: ioredis copies custom commands into
+ * each auto-pipeline as it creates it, so a script defined while one was filling was missing
+ * from it, its call failed, and ioredis then threw outside any promise, ending the process
+ * (test/redis-script.test.ts). Built-in commands are on every pipeline.
  */
 export function defineScript<Reply>(
   redis: Redis,
-  name: string,
   numberOfKeys: number | undefined,
   lua: string,
 ): (...keysThenArgs: (string | number)[]) => Promise<Reply> {
-  redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
-  const command = (redis as unknown as Record<string, (...a: (string | number)[]) => Promise<Reply>>)[name]!;
-  return (...keysThenArgs) => command.apply(redis, keysThenArgs);
+  const sha = createHash('sha1').update(lua).digest('hex');
+  return async (...keysThenArgs) => {
+    const args = numberOfKeys === undefined ? keysThenArgs : [numberOfKeys, ...keysThenArgs];
+    try {
+      return (await redis.evalsha(sha, ...(args as [number, ...(string | number)[]]))) as Reply;
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return (await redis.eval(lua, ...(args as [number, ...(string | number)[]]))) as Reply;
+    }
+  };
 }
