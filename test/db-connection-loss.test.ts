@@ -8,6 +8,7 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/client.ts';
+import { uncaughtDuring } from './support/uncaught.ts';
 
 const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const database = openDatabase(`${PG_BASE}/postgres`, { PG_POOL_MAX: 2, PG_CONNECTION_TIMEOUT_MS: 5000, PG_IDLE_TIMEOUT_MS: 30_000 }, 'connection-loss-test');
@@ -19,10 +20,7 @@ afterAll(async () => {
 
 it('a connection terminated mid-transaction fails the transaction, and the pool goes on', async () => {
   await admin.connect();
-  const uncaught: unknown[] = [];
-  const onUncaught = (err: unknown) => uncaught.push(err);
-  process.on('uncaughtException', onUncaught);
-  try {
+  const uncaught = await uncaughtDuring(async () => {
     const tx = database.db.transaction(async (t) => {
       const { rows } = await t.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`);
       await admin.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
@@ -30,10 +28,8 @@ it('a connection terminated mid-transaction fails the transaction, and the pool 
       await t.execute(sql`SELECT 1`);
     });
     await expect(tx).rejects.toThrow();
-    expect(uncaught).toEqual([]);
-    const { rows } = await database.pool.query('SELECT 1 AS one');
-    expect(rows[0].one).toBe(1);
-  } finally {
-    process.off('uncaughtException', onUncaught);
-  }
+  }, 0);
+  expect(uncaught).toEqual([]);
+  const { rows } = await database.pool.query('SELECT 1 AS one');
+  expect(rows[0].one).toBe(1);
 });

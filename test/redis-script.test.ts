@@ -8,16 +8,14 @@
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { defineScript } from '../src/infra/redis.ts';
+import { uncaughtDuring } from './support/uncaught.ts';
 
 const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
 afterAll(() => redis.disconnect());
 
 it('a script defined and run while an auto-pipeline is filling runs, and nothing throws outside its promise', async () => {
   await redis.ping();
-  const uncaught: unknown[] = [];
-  const onUncaught = (err: unknown) => uncaught.push(err);
-  process.on('uncaughtException', onUncaught);
-  try {
+  const uncaught = await uncaughtDuring(async () => {
     const before = redis.get(`ll-test:${Math.random()}`); // opens this turn's auto-pipeline
     const echo = defineScript<string>(redis, 1, `return KEYS[1] .. ARGV[1] -- ${Date.now()}`);
     const [got, echoed] = await Promise.all([before, echo('a', 'b')]);
@@ -27,9 +25,6 @@ it('a script defined and run while an auto-pipeline is filling runs, and nothing
     expect(await echo('c', 'd')).toBe('cd');
     await redis.script('FLUSH');
     expect(await echo('e', 'f')).toBe('ef');
-    await new Promise((r) => setTimeout(r, 50));
-  } finally {
-    process.off('uncaughtException', onUncaught);
-  }
+  });
   expect(uncaught).toEqual([]);
 });
