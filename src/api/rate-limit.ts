@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
 import type { Logger } from '../infra/logger.ts';
-import { defineScript } from '../infra/redis.ts';
+import { luaScript } from '../infra/redis.ts';
 import { HttpProblem } from './problem.ts';
 
 export const RATE_LIMIT_CLASSES = ['createWallet', 'fund', 'transfer', 'read', 'webhooks'] as const;
@@ -138,6 +138,8 @@ export interface RateLimitTicket {
 
 /** What the sliding-window step returned: allowed (1/0), count, ms until a slot frees. */
 type SlidingWindowReply = [number, number, number];
+const slidingWindow = luaScript<SlidingWindowReply>(1, TAKE);
+const slidingWindows = luaScript<number[]>(undefined, TAKE_MANY);
 
 /**
  * Per API key and class sliding-window limiter in Redis, shared by every API process.
@@ -150,17 +152,11 @@ type SlidingWindowReply = [number, number, number];
  * sliding-window counter instead, so no key and class holds more than EXACT_UP_TO members.
  */
 export class RateLimiter {
-  private readonly slidingWindow: (...keysThenArgs: (string | number)[]) => Promise<SlidingWindowReply>;
-  private readonly slidingWindows: (...countKeysThenArgs: (string | number)[]) => Promise<number[]>;
-
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly prefix: string,
     private readonly windowSeconds: number,
-  ) {
-    this.slidingWindow = defineScript(redis, 1, TAKE);
-    this.slidingWindows = defineScript(redis, undefined, TAKE_MANY);
-  }
+  ) {}
 
   ticket(clientId: string, cls: RateLimitClass, limit: number): RateLimitTicket {
     return {
@@ -173,13 +169,14 @@ export class RateLimiter {
   }
 
   async take(ticket: RateLimitTicket): Promise<RateLimitDecision> {
-    return decide(ticket, await this.slidingWindow(ticket.key, ticket.limit, ticket.windowMs, ticket.member));
+    return decide(ticket, await slidingWindow(this.redis, ticket.key, ticket.limit, ticket.windowMs, ticket.member));
   }
 
   /** Counts requests in order, atomically, in one round trip: each gets its decision, as `take` would. */
   async takeMany(tickets: readonly RateLimitTicket[]): Promise<RateLimitDecision[]> {
     if (tickets.length === 0) return [];
-    const replies = await this.slidingWindows(
+    const replies = await slidingWindows(
+      this.redis,
       tickets.length,
       ...tickets.map((t) => t.key),
       ...tickets.flatMap((t) => [t.limit, t.windowMs, t.member]),

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { WalletView } from '../db/repositories/wallets.ts';
-import { defineScript } from '../infra/redis.ts';
+import { luaScript } from '../infra/redis.ts';
 
 /**
  * Read cache of GET /v1/wallets/:id in Redis. It only serves reads: settlement locks and reads
@@ -83,7 +83,8 @@ end
 if ARGV[2] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n`;
 
-const scripts = new WeakMap<Redis, (...keysThenArgs: (string | number)[]) => Promise<number>>();
+// Keys vary in number, so the script takes its key count per call.
+const invalidate = luaScript<number>(undefined, INVALIDATE);
 
 /**
  * Invalidates the cached views of wallets whose row just changed. Call it after the transaction
@@ -98,13 +99,8 @@ export async function invalidateWallets(
   notice?: { channel: string; message: string },
 ): Promise<void> {
   if (walletIds.length === 0 && !notice) return;
-  let run = scripts.get(redis);
-  if (!run) {
-    // Keys vary in number, so the script takes its key count per call.
-    run = defineScript<number>(redis, undefined, INVALIDATE);
-    scripts.set(redis, run);
-  }
-  await run(
+  await invalidate(
+    redis,
     walletIds.length * 2,
     ...walletIds.map((id) => generationKey(prefix, id)),
     ...walletIds.map((id) => entryKey(prefix, id)),

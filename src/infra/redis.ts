@@ -22,7 +22,7 @@ export function createBlockingRedis(config: Pick<Config, 'REDIS_URL'>): Redis {
 }
 
 /**
- * A typed function that runs a Lua script on `redis`: EVALSHA, and EVAL when Redis answers
+ * A Lua script, run on a connection given per call: EVALSHA, and EVAL when Redis answers
  * NOSCRIPT (first use, or after a restart or SCRIPT FLUSH), which also caches it again. The first
  * `numberOfKeys` arguments are its KEYS, the rest its ARGV (with `numberOfKeys` undefined, the
  * first argument is the number of keys).
@@ -30,21 +30,21 @@ export function createBlockingRedis(config: Pick<Config, 'REDIS_URL'>): Redis {
  * Built on EVALSHA/EVAL rather than ioredis's `defineCommand`: ioredis copies custom commands into
  * each auto-pipeline as it creates it, so a script defined while one was filling was missing
  * from it, its call failed, and ioredis then threw outside any promise, ending the process
- * (test/redis-script.test.ts). Built-in commands are on every pipeline.
+ * (test/redis-script.test.ts). Built-in commands are on every pipeline, and nothing is
+ * registered per connection.
  */
-export function defineScript<Reply>(
-  redis: Redis,
+export function luaScript<Reply>(
   numberOfKeys: number | undefined,
   lua: string,
-): (...keysThenArgs: (string | number)[]) => Promise<Reply> {
+): (redis: Redis, ...keysThenArgs: (string | number)[]) => Promise<Reply> {
   const sha = createHash('sha1').update(lua).digest('hex');
-  return async (...keysThenArgs) => {
-    const args = numberOfKeys === undefined ? keysThenArgs : [numberOfKeys, ...keysThenArgs];
+  return async (redis, ...keysThenArgs) => {
+    const args = (numberOfKeys === undefined ? keysThenArgs : [numberOfKeys, ...keysThenArgs]) as [number, ...(string | number)[]];
     try {
-      return (await redis.evalsha(sha, ...(args as [number, ...(string | number)[]]))) as Reply;
+      return (await redis.evalsha(sha, ...args)) as Reply;
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return (await redis.eval(lua, ...(args as [number, ...(string | number)[]]))) as Reply;
+      return (await redis.eval(lua, ...args)) as Reply;
     }
   };
 }

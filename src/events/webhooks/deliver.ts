@@ -10,7 +10,7 @@ import type { Database } from '../../db/client.ts';
 import { webhookAttempts, webhookDeliveries, webhookEndpoints } from '../../db/consumer-schema.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { sleep } from '../../infra/sleep.ts';
-import { publicOnlyLookup, webhookUrlProblem } from './url-policy.ts';
+import { doesNotResolve, publicOnlyLookup, webhookUrlProblem } from './url-policy.ts';
 import { WEBHOOK_QUEUE, webhookBackoffMs, type WebhookJob } from './webhook-queue.ts';
 
 
@@ -76,7 +76,7 @@ export async function attemptDelivery(
       const { code, message } = err as NodeJS.ErrnoException;
       if (signal.aborted) error = `timed out after ${config.WEBHOOK_TIMEOUT_MS} ms`;
       else if (code === 'ENOTPUBLIC') error = `target not allowed: ${message}`;
-      else if (code === 'ENOTFOUND') error = `target not allowed: the host ${new URL(endpoint.url).hostname} does not resolve`;
+      else if (code === 'ENOTFOUND') error = `target not allowed: ${doesNotResolve(new URL(endpoint.url).hostname)}`;
       else error = message;
     }
   }

@@ -51,14 +51,17 @@ export async function webhookUrlProblem(url: string, allowPrivate: boolean, { re
   try {
     addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
   } catch {
-    return `the host ${host} does not resolve`;
+    return doesNotResolve(host);
   }
   return addressProblem(host, addresses);
 }
 
+/** Why a host that has no address may not be a webhook target. */
+export const doesNotResolve = (host: string) => `the host ${host} does not resolve`;
+
 /** Why a host with these DNS answers may not be a webhook target (none, or any non-public), or undefined. */
 function addressProblem(host: string, addresses: readonly string[]): string | undefined {
-  if (addresses.length === 0) return `the host ${host} does not resolve`;
+  if (addresses.length === 0) return doesNotResolve(host);
   const bad = addresses.find((a) => !isPublicAddress(a));
   return bad ? `the host resolves to a non-public address (${bad})` : undefined;
 }
@@ -73,7 +76,7 @@ export function publicOnlyLookup(allowPrivate: boolean): LookupFunction {
   return (hostname, options, callback) => {
     lookupCallback(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, '', 0);
-      if (addresses.length === 0) return callback(Object.assign(new Error(`the host ${hostname} does not resolve`), { code: 'ENOTFOUND' }), '', 0);
+      if (addresses.length === 0) return callback(Object.assign(new Error(doesNotResolve(hostname)), { code: 'ENOTFOUND' }), '', 0);
       const problem = allowPrivate ? undefined : addressProblem(hostname, addresses.map((a) => a.address));
       if (problem) return callback(Object.assign(new Error(problem), { code: 'ENOTPUBLIC' }), '', 0);
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
