@@ -384,6 +384,33 @@ describe('races of a fund with its own gateway step (no worker: each step called
     expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
   });
 
+  it('a fund whose retry budget was spent before the gateway was ever asked gets one try when the reconciler re-runs it', async () => {
+    // Every attempt failed before the charge step reached the gateway (a long Postgres outage, say).
+    const spent = (operationId: string) => ({ ...lastAttempt(operationId), attemptsMade: 2 }) as unknown as Job;
+    const charged: string[] = [];
+    const approving = deps({
+      charge: async (req, beforeSend) => {
+        await beforeSend();
+        charged.push(req.idempotencyKey);
+        return { status: 'approved', chargeId: 'ch_late' };
+      },
+    });
+    const { wallet, id } = await newFund();
+    expect(await chargeFund(spent(id), approving)).toEqual({ outcome: 'credit' });
+    expect(charged).toEqual([id]);
+    expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
+    expect((await t.api.request('GET', `/v1/wallets/${wallet}`, { key })).body.balance).toBe('500');
+
+    // That one try fails: the fund fails with its cause, and a later re-run does not try again.
+    const other = await newFund();
+    const failing = deps({ charge: () => Promise.reject(timeout()) });
+    expect(await chargeFund(spent(other.id), failing)).toEqual({ outcome: 'failed', failureCode: 'gateway_unavailable' });
+    const { rows } = await t.pool.query(`SELECT status, failure_message FROM operations WHERE id = $1`, [other.id]);
+    expect(rows[0]).toEqual({ status: 'failed', failure_message: 'payment gateway unavailable: gateway timed out' });
+    expect(charged).toEqual([id]);
+    expect(await ledgerViolations(t.pool)).toEqual([]);
+  });
+
   it('a fund whose wallet became creditable after its charge was skipped is charged in the same attempt, even its last', async () => {
     const { wallet, id } = await newFund();
     await t.pool.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [wallet]);

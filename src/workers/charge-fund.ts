@@ -136,10 +136,13 @@ export async function chargeFund(job: Job, deps: WorkerDeps & { gateway: FundGat
   }
 
   const request = { idempotencyKey: op.id, amountMinor: op.amount, currency: op.currency };
-  if (job.attemptsMade >= (job.opts.attempts ?? 1)) {
-    // The budget was spent and the reconciler re-ran the failed job: finish giving up, do not charge.
+  if (recorded && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+    // The budget was spent on the gateway and the reconciler re-ran the failed job: finish giving up, do not charge.
     return giveUp(db, deps.gateway, op.id, request, new Error('retry budget spent earlier'), log);
   }
+  // No request ever went out: whatever spent the budget (a long Postgres outage, say), the gateway
+  // gets its one try now. It fails → the give-up below (this is past the last attempt) fails the
+  // fund with that try's cause; the request it records first ends any re-run at the give-up above.
   try {
     const charge = await deps.gateway.charge({ ...request, paymentMethod: op.paymentMethod }, () =>
       markRequested(db, op.id),
