@@ -2,6 +2,7 @@ import { asc, getTableColumns, isNull, sql } from 'drizzle-orm';
 import type { Pool } from 'pg';
 import type { Producer } from 'kafkajs';
 import { Histogram } from 'prom-client';
+import { RELAY_LOCK_KEY } from '../db/advisory-locks.ts';
 import type { Db } from '../db/client.ts';
 import { outbox } from '../db/schema.ts';
 import { bigintArray } from '../db/sql.ts';
@@ -10,8 +11,6 @@ import { outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
 import { traceIdOf } from '../infra/trace.ts';
 
-/** Arbitrary constant: the advisory lock that makes one relay per database the active one. */
-const RELAY_LOCK_KEY = 0x4c4c_5201;
 
 const publishLag = new Histogram({
   name: 'ledgerline_outbox_publish_lag_seconds',

@@ -1,7 +1,8 @@
 import { desc } from 'drizzle-orm';
 import { auditLog } from '../../db/consumer-schema.ts';
 import { auditHash, GENESIS_HASH } from '../../domain/audit-chain.ts';
-import { lockName, type ConsumerSpec } from './consumer.ts';
+import { lockName } from '../../db/advisory-locks.ts';
+import type { ConsumerSpec } from './consumer.ts';
 
 /**
  * Appends every event to the hash-chained audit log. Appends are serialised by an advisory lock

@@ -1,5 +1,4 @@
 import type { Consumer, KafkaMessage } from 'kafkajs';
-import { sql } from 'drizzle-orm';
 import { Counter } from 'prom-client';
 import type { Config } from '../../config.ts';
 import type { Database, Db, Tx } from '../../db/client.ts';
@@ -146,11 +145,6 @@ export async function startConsumer(
       await consumer.disconnect(); // finishes the message in hand, commits, leaves the group
     },
   };
-}
-
-/** A transaction-scoped advisory lock on a name (serialises writers of one chain or row). */
-export async function lockName(tx: Tx, name: string): Promise<void> {
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${name}))`);
 }
 
 /**

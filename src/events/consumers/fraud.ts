@@ -8,7 +8,8 @@ import { outbox, wallets } from '../../db/schema.ts';
 import { evaluateFraud, type FraudPolicy, type Movement } from '../../domain/fraud-rules.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { outboxEvent } from '../outbox-event.ts';
-import { databaseFor, lockName, type ConsumerSpec } from './consumer.ts';
+import { lockName } from '../../db/advisory-locks.ts';
+import { databaseFor, type ConsumerSpec } from './consumer.ts';
 
 const alertsTotal = new Counter({
   name: 'ledgerline_fraud_alerts_total',
