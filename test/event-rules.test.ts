@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { postWebhook } from '../src/events/webhooks/deliver.ts';
 import { webhookUrlProblem } from '../src/events/webhooks/url-policy.ts';
+import { startFakeDns } from './support/fake-dns.ts';
 import { webhookBackoffMs } from '../src/events/webhooks/webhook-queue.ts';
 import { parseConfig } from '../src/config.ts';
 
@@ -66,7 +67,7 @@ describe('audit hash chain', () => {
 describe('webhook URL policy', () => {
   it('in production: https to public addresses only', async () => {
     expect(await webhookUrlProblem('http://93.184.216.34/hook', false)).toMatch(/https/);
-    for (const url of ['https://127.0.0.1/x', 'https://10.1.2.3/', 'https://169.254.169.254/latest', 'https://[::1]/', 'https://192.168.0.1/', 'https://[::ffff:127.0.0.1]/', 'https://localhost/',
+    for (const url of ['https://127.0.0.1/x', 'https://10.1.2.3/', 'https://169.254.169.254/latest', 'https://[::1]/', 'https://192.168.0.1/', 'https://[::ffff:127.0.0.1]/',
       // IPv4 carried in IPv6: compatible, translated, local NAT64, 6to4 (of 10.0.0.1), Teredo.
       'https://[::10.0.0.1]/', 'https://[::ffff:0:a00:1]/', 'https://[64:ff9b:1::a00:1]/', 'https://[2002:a00:1::1]/', 'https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/']) {
       expect(await webhookUrlProblem(url, false), url).toMatch(/non-public|resolve/);
@@ -82,13 +83,16 @@ describe('webhook URL policy', () => {
   it('checks the address again as the delivery connects (a name that rebinds to a private address after the check)', async () => {
     const server = createServer((_req, res) => res.writeHead(204).end());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://localhost:${(server.address() as AddressInfo).port}/hook`;
+    const dns = await startFakeDns({ a: '127.0.0.1' }); // the name points at this machine
+    const port = (server.address() as AddressInfo).port;
     try {
-      const send = (allowPrivate: boolean) => postWebhook(url, {}, '{}', { signal: AbortSignal.timeout(2000), allowPrivate });
-      await expect(send(false)).rejects.toThrow(/non-public address \(127\.0\.0\.1\)|non-public address \(::1\)/);
-      expect(await send(true)).toBe(204);
+      const send = (host: string, allowPrivate: boolean) =>
+        postWebhook(`http://${host}:${port}/hook`, {}, '{}', { signal: AbortSignal.timeout(2000), allowPrivate, dnsServers: [dns.server] });
+      await expect(send('hooks.example.test', false)).rejects.toThrow(/^the host resolves to a non-public address \(127\.0\.0\.1\)$/);
+      expect(await send('localhost', true)).toBe(204); // in development the system's lookup (/etc/hosts) resolves it
     } finally {
       server.close();
+      await dns.close();
     }
   });
   it('in development: http and loopback are allowed; production config defaults to strict', async () => {

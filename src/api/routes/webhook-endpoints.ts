@@ -42,7 +42,7 @@ export function webhookEndpointRoutes(ctx: ApiContext): Router {
   router.post('/v1/webhook-endpoints', async (req, res) => {
     const client = requireClient(req);
     const body = validate(CreateWebhookEndpointBody, req.body, 'body');
-    const problem = await webhookUrlProblem(body.url, ctx.config.WEBHOOK_ALLOW_PRIVATE_URLS);
+    const problem = await webhookUrlProblem(body.url, ctx.config.WEBHOOK_ALLOW_PRIVATE_URLS, { dnsServers: ctx.config.WEBHOOK_DNS_SERVERS });
     if (problem) throw new HttpProblem('webhook_url_not_allowed', problem);
     const [row] = await db()
       .insert(webhookEndpoints)

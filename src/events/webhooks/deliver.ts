@@ -50,8 +50,7 @@ export async function attemptDelivery(
   const started = Date.now();
   let statusCode: number | null = null;
   let error: string | null = null;
-  // A host name is resolved once, by the connection (publicOnlyLookup), not here as well: lookups
-  // share libuv's few threads with the rest of the process, and a slow DNS server holds them.
+  // A host name is resolved once, by the connection (publicOnlyLookup), not here as well.
   const urlProblem = await webhookUrlProblem(endpoint.url, config.WEBHOOK_ALLOW_PRIVATE_URLS, { resolve: false });
   if (urlProblem) {
     error = `target not allowed: ${urlProblem}`;
@@ -70,7 +69,7 @@ export async function attemptDelivery(
           'webhook-signature': signature,
         },
         delivery.body,
-        { signal, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS },
+        { signal, allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_URLS, dnsServers: config.WEBHOOK_DNS_SERVERS },
       );
     } catch (err) {
       const { code, message } = err as NodeJS.ErrnoException;
@@ -131,14 +130,14 @@ export function postWebhook(
   url: string,
   headers: Record<string, string>,
   body: string,
-  options: { signal: AbortSignal; allowPrivate: boolean },
+  options: { signal: AbortSignal; allowPrivate: boolean; dnsServers?: readonly string[] },
 ): Promise<number> {
   const target = new URL(url);
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = send(
       target,
-      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal: options.signal, lookup: publicOnlyLookup(options.allowPrivate) },
+      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal: options.signal, lookup: publicOnlyLookup(options.allowPrivate, options.dnsServers) },
       (res) => {
         resolve(res.statusCode ?? 0);
         res.destroy(); // what the endpoint sends back is not read (however much it would send)

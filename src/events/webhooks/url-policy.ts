@@ -1,5 +1,5 @@
 import { lookup as lookupCallback, type LookupAddress } from 'node:dns';
-import { lookup } from 'node:dns/promises';
+import { Resolver } from 'node:dns/promises';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 
 /** Addresses a production webhook may never reach (SSRF): private, loopback, link-local, etc. */
@@ -28,14 +28,53 @@ export function isPublicAddress(address: string): boolean {
   return !BLOCKED.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
+/** A host's addresses (IPv4 and IPv6; none: it has none); throws when they could not be had (timeout, server failure). */
+export type HostResolver = (host: string) => Promise<string[]>;
+
+/**
+ * Resolves webhook hosts through DNS with c-ares (`dns.Resolver`), not getaddrinfo
+ * (`dns.lookup`). A getaddrinfo call holds one of libuv's 4 threads until it ends, so a slow DNS
+ * server for one endpoint's host stalled every other lookup and file operation of the process;
+ * a c-ares query holds no thread, and gives up after `timeoutMs` per try. It reads
+ * /etc/resolv.conf's servers (or `servers`, host[:port]), not /etc/hosts: a production target is
+ * a public name. One answer family failing is ignored when the other answered: the connection
+ * only ever uses the addresses returned, and each of them is checked.
+ */
+export function dnsHostResolver({ servers, timeoutMs = 2_000, tries = 2 }: { servers?: readonly string[]; timeoutMs?: number; tries?: number } = {}): HostResolver {
+  const resolver = new Resolver({ timeout: timeoutMs, tries });
+  if (servers && servers.length > 0) resolver.setServers(servers);
+  const noAnswer = (err: unknown) => ['ENODATA', 'ENOTFOUND'].includes((err as NodeJS.ErrnoException).code ?? '');
+  return async (host) => {
+    const answers = await Promise.allSettled([resolver.resolve4(host), resolver.resolve6(host)]);
+    const addresses = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+    const failed = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected' && !noAnswer(a.reason));
+    if (addresses.length === 0 && failed) throw failed.reason;
+    return addresses;
+  };
+}
+
+/** One resolver per list of servers (WEBHOOK_DNS_SERVERS; empty: the system's). */
+const resolvers = new Map<string, HostResolver>();
+export function webhookHostResolver(servers: readonly string[] = []): HostResolver {
+  const key = servers.join(',');
+  let resolver = resolvers.get(key);
+  if (!resolver) resolvers.set(key, (resolver = dnsHostResolver({ servers })));
+  return resolver;
+}
+
 /**
  * Why `url` may not be a webhook target, or undefined when it may. With `allowPrivate`
  * (development, tests) http and any address are fine. Otherwise only https to a host whose every
  * DNS answer is a public address; checked at registration, and again as each delivery connects
  * (DNS can change: publicOnlyLookup). With `resolve: false` a host name is not looked up here
- * (a delivery's connection does that, once); IP literals are checked all the same.
+ * (a delivery's connection does that, once); IP literals are checked all the same. Names are
+ * resolved by `webhookHostResolver(dnsServers)`.
  */
-export async function webhookUrlProblem(url: string, allowPrivate: boolean, { resolve = true } = {}): Promise<string | undefined> {
+export async function webhookUrlProblem(
+  url: string,
+  allowPrivate: boolean,
+  { resolve = true, dnsServers }: { resolve?: boolean; dnsServers?: readonly string[] } = {},
+): Promise<string | undefined> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -49,9 +88,9 @@ export async function webhookUrlProblem(url: string, allowPrivate: boolean, { re
   if (!resolve && !isIP(host)) return undefined;
   let addresses: string[];
   try {
-    addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
-  } catch {
-    return doesNotResolve(host);
+    addresses = isIP(host) ? [host] : await webhookHostResolver(dnsServers)(host);
+  } catch (err) {
+    return `the host ${host} could not be resolved (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
   }
   return addressProblem(host, addresses);
 }
@@ -70,17 +109,25 @@ function addressProblem(host: string, addresses: readonly string[]): string | un
  * A `lookup` for the connection that sends a delivery: resolves the host again and refuses any
  * non-public answer, so a name that resolved to a public address when it was checked cannot
  * connect to a private one a moment later (DNS rebinding). IP literals are not looked up; the
- * check before the request covers them.
+ * check before the request covers them. In production the host is resolved by
+ * `webhookHostResolver(dnsServers)`; with `allowPrivate` (development, tests) by the system's
+ * lookup, which also reads /etc/hosts (localhost, names of a dev setup).
  */
-export function publicOnlyLookup(allowPrivate: boolean): LookupFunction {
+export function publicOnlyLookup(allowPrivate: boolean, dnsServers?: readonly string[]): LookupFunction {
+  if (allowPrivate) return (hostname, options, callback) => lookupCallback(hostname, options, callback as never);
+  const resolve = webhookHostResolver(dnsServers);
   return (hostname, options, callback) => {
-    lookupCallback(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '', 0);
-      if (addresses.length === 0) return callback(Object.assign(new Error(doesNotResolve(hostname)), { code: 'ENOTFOUND' }), '', 0);
-      const problem = allowPrivate ? undefined : addressProblem(hostname, addresses.map((a) => a.address));
-      if (problem) return callback(Object.assign(new Error(problem), { code: 'ENOTPUBLIC' }), '', 0);
-      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-      callback(null, addresses[0]!.address, addresses[0]!.family);
-    });
+    resolve(hostname).then(
+      (all) => {
+        const family = options.family === 4 || options.family === 6 ? options.family : undefined;
+        const addresses: LookupAddress[] = all.map((address) => ({ address, family: isIP(address) })).filter((a) => !family || a.family === family);
+        if (addresses.length === 0) return callback(Object.assign(new Error(doesNotResolve(hostname)), { code: 'ENOTFOUND' }), '', 0);
+        const problem = addressProblem(hostname, all);
+        if (problem) return callback(Object.assign(new Error(problem), { code: 'ENOTPUBLIC' }), '', 0);
+        if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+        callback(null, addresses[0]!.address, addresses[0]!.family);
+      },
+      (err: NodeJS.ErrnoException) => callback(err, '', 0),
+    );
   };
 }
