@@ -1,3 +1,4 @@
+import { Resolver } from 'node:dns';
 import { z } from 'zod';
 
 /** Parses a comma-separated list, dropping empty items. */
@@ -116,8 +117,17 @@ const schema = z
       .default([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
     /** Allow http and private/loopback targets (unset: allowed except in production). */
     WEBHOOK_ALLOW_PRIVATE_URLS: z.enum(['true', 'false', '1', '0']).optional(),
-    /** DNS servers (host[:port], comma-separated) that resolve webhook hosts in production; unset: /etc/resolv.conf's. */
-    WEBHOOK_DNS_SERVERS: csv.default([]),
+    /** DNS servers (IP[:port], [IPv6]:port; comma-separated) that resolve webhook hosts in production; unset: /etc/resolv.conf's. */
+    WEBHOOK_DNS_SERVERS: csv
+      .refine((servers) => {
+        try {
+          new Resolver().setServers(servers);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'each server is an IP address, with an optional port (IPv6 with a port: [addr]:port)')
+      .default([]),
     /** Worker, relay and consumer processes serve GET /metrics here; 0 = a free port (logged). The API serves /metrics on PORT. */
     METRICS_PORT: intFrom(0, 0),
     /** Rate limits: requests per window per API key and class (per-key overrides in clients.rate_limits). */

@@ -55,9 +55,12 @@ describe('lockName', () => {
     await database.db.transaction(async (tx) => {
       await lockName(tx, n);
       await other.query('BEGIN');
-      await other.query(`SET LOCAL lock_timeout = '300ms'`);
-      await expect(other.query('SELECT pg_advisory_xact_lock(hashtext($1))', [n])).rejects.toMatchObject(LOCK_TIMEOUT);
-      await other.query('ROLLBACK');
+      try {
+        await other.query(`SET LOCAL lock_timeout = '300ms'`);
+        await expect(other.query('SELECT pg_advisory_xact_lock(hashtext($1))', [n])).rejects.toMatchObject(LOCK_TIMEOUT);
+      } finally {
+        await other.query('ROLLBACK');
+      }
     });
   });
 

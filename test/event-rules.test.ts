@@ -100,6 +100,11 @@ describe('webhook URL policy', () => {
     expect(parseConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'x'.repeat(20) }).WEBHOOK_ALLOW_PRIVATE_URLS).toBe(false);
     expect(parseConfig({ NODE_ENV: 'development' }).WEBHOOK_ALLOW_PRIVATE_URLS).toBe(true);
   });
+  it('WEBHOOK_DNS_SERVERS takes IP addresses with optional ports, and refuses a host name at start', () => {
+    expect(parseConfig({ WEBHOOK_DNS_SERVERS: '10.0.0.2, [fd00::53]:5353' }).WEBHOOK_DNS_SERVERS).toEqual(['10.0.0.2', '[fd00::53]:5353']);
+    expect(parseConfig({}).WEBHOOK_DNS_SERVERS).toEqual([]);
+    expect(() => parseConfig({ WEBHOOK_DNS_SERVERS: 'dns.example.com' })).toThrow(/WEBHOOK_DNS_SERVERS/);
+  });
   it('the default retry schedule spans at least 24 hours', () => {
     const schedule = parseConfig({}).WEBHOOK_RETRY_SCHEDULE_MS;
     const total = schedule.reduce((s, ms) => s + ms, 0);

@@ -401,14 +401,63 @@ describe('races of a fund with its own gateway step (no worker: each step called
     expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
     expect((await t.api.request('GET', `/v1/wallets/${wallet}`, { key })).body.balance).toBe('500');
 
-    // That one try fails: the fund fails with its cause, and a later re-run does not try again.
-    const other = await newFund();
-    const failing = deps({ charge: () => Promise.reject(timeout()) });
-    expect(await chargeFund(spent(other.id), failing)).toEqual({ outcome: 'failed', failureCode: 'gateway_unavailable' });
-    const { rows } = await t.pool.query(`SELECT status, failure_message FROM operations WHERE id = $1`, [other.id]);
-    expect(rows[0]).toEqual({ status: 'failed', failure_message: 'payment gateway unavailable: gateway timed out' });
+    // That one try is refused before it leaves (the breaker): the fund fails with that cause.
+    const refused = await newFund();
+    const failing = deps({ charge: () => Promise.reject(Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })) });
+    expect(await chargeFund(spent(refused.id), failing)).toEqual({ outcome: 'failed', failureCode: 'gateway_unavailable' });
+    const { rows } = await t.pool.query(`SELECT status, failure_message FROM operations WHERE id = $1`, [refused.id]);
+    expect(rows[0]).toEqual({ status: 'failed', failure_message: 'payment gateway unavailable: Breaker is open' });
+
+    // That one try is sent and times out: the key is reversed, the fund fails with that cause, and
+    // a later re-run of the job asks the gateway nothing more.
+    const sent = await newFund();
+    const voided: string[] = [];
+    const timingOut = {
+      ...deps({
+        charge: async (_req, beforeSend) => {
+          await beforeSend();
+          throw timeout();
+        },
+      }),
+    };
+    timingOut.gateway.voidKey = async (req) => (voided.push(req.idempotencyKey), { status: 'voided', chargeId: 'void_1' });
+    expect(await chargeFund(spent(sent.id), timingOut)).toEqual({ outcome: 'failed', failureCode: 'gateway_unavailable' });
+    expect(voided).toEqual([sent.id]);
+    const after = await t.pool.query(`SELECT status, failure_message FROM operations WHERE id = $1`, [sent.id]);
+    expect(after.rows[0]).toEqual({ status: 'failed', failure_message: 'payment gateway unavailable: gateway timed out' });
+    expect(await chargeFund(spent(sent.id), approving)).toEqual({ outcome: 'credit' }); // terminal: settling it does nothing
     expect(charged).toEqual([id]);
+    expect((await statuses(t, [sent.id]))[0]!.status).toBe('failed');
     expect(await ledgerViolations(t.pool)).toEqual([]);
+  });
+
+  it('a fund whose charge request cannot be recorded (our database failing) is not given up on, even past its budget', async () => {
+    const { wallet, id } = await newFund();
+    // Recording the request fails for this fund only, as a Postgres error would (a failed fund could still be recorded).
+    await t.pool.query(`CREATE OR REPLACE FUNCTION test_refuse_charge() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.operation_id = '${id}' AND NEW.status = 'requested' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
+    await t.pool.query('DROP TRIGGER IF EXISTS test_refuse_charge ON gateway_charges');
+    await t.pool.query('CREATE TRIGGER test_refuse_charge BEFORE INSERT ON gateway_charges FOR EACH ROW EXECUTE FUNCTION test_refuse_charge()');
+    const charged: string[] = [];
+    const approving = deps({
+      charge: async (req, beforeSend) => {
+        await beforeSend();
+        charged.push(req.idempotencyKey);
+        return { status: 'approved', chargeId: 'ch_after' };
+      },
+    });
+    try {
+      await expect(chargeFund(lastAttempt(id), approving)).rejects.toMatchObject({ cause: { message: 'injected failure' } });
+      await expect(chargeFund({ ...lastAttempt(id), attemptsMade: 2 } as unknown as Job, approving)).rejects.toMatchObject({ cause: { message: 'injected failure' } });
+      expect((await statuses(t, [id]))[0]!.status).toBe('pending'); // not failed: the gateway was never asked
+    } finally {
+      await t.pool.query('DROP TRIGGER IF EXISTS test_refuse_charge ON gateway_charges');
+    }
+    // The database works again; the reconciler's re-run charges it.
+    expect(await chargeFund({ ...lastAttempt(id), attemptsMade: 2 } as unknown as Job, approving)).toEqual({ outcome: 'credit' });
+    expect(charged).toEqual([id]);
+    expect(await settleOperation(shards.forId(id).db, id)).toMatchObject({ outcome: 'settled', status: 'succeeded' });
+    expect((await t.api.request('GET', `/v1/wallets/${wallet}`, { key })).body.balance).toBe('500');
   });
 
   it('a fund whose wallet became creditable after its charge was skipped is charged in the same attempt, even its last', async () => {

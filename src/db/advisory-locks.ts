@@ -22,6 +22,8 @@ const NAME_LOCK_CLASS = 0x4c4c_4e01;
  * to `reservedKey` (the relay's), which no old writer ever got past.
  */
 export async function lockName(tx: Tx, name: string, reservedKey = RELAY_LOCK_KEY): Promise<void> {
+  // One round trip. Which of the two locks is taken first does not matter for deadlocks: every
+  // writer of this version runs this same statement, and one of an earlier version takes one lock.
   await tx.execute(sql`
     SELECT CASE WHEN h <> ${reservedKey}::int THEN pg_advisory_xact_lock(h) END,
            pg_advisory_xact_lock(${NAME_LOCK_CLASS}::int, h)

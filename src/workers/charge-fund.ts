@@ -143,9 +143,13 @@ export async function chargeFund(job: Job, deps: WorkerDeps & { gateway: FundGat
   // No request ever went out: whatever spent the budget (a long Postgres outage, say), the gateway
   // gets its one try now. It fails → the give-up below (this is past the last attempt) fails the
   // fund with that try's cause; the request it records first ends any re-run at the give-up above.
+  let recordFailed = false;
   try {
     const charge = await deps.gateway.charge({ ...request, paymentMethod: op.paymentMethod }, () =>
-      markRequested(db, op.id),
+      markRequested(db, op.id).catch((err: unknown) => {
+        recordFailed = true;
+        throw err;
+      }),
     );
     await deps.faultPoint?.('after-charge', op.id);
     switch (charge.status) {
@@ -164,8 +168,10 @@ export async function chargeFund(job: Job, deps: WorkerDeps & { gateway: FundGat
         return failFund(db, op.id, unavailable('reversed at the gateway'), { status: 'voided', gatewayChargeId: charge.chargeId });
     }
   } catch (err) {
-    if (!isLastAttempt(job)) {
-      log.info({ err: (err as Error).message, breakerOpen: isBreakerOpen(err) }, 'gateway charge failed; will retry');
+    // Recording the request failed (our database): the gateway was not asked, so nothing is
+    // decided on it. The job fails; past its last attempt the reconciler re-runs it later.
+    if (!isLastAttempt(job) || recordFailed) {
+      log.info({ err: (err as Error).message, breakerOpen: isBreakerOpen(err), recordFailed }, 'gateway charge failed; will retry');
       throw err;
     }
     return giveUp(db, deps.gateway, op.id, request, err, log);

@@ -19,6 +19,7 @@ export async function startFakeDns(initial: FakeDnsMode): Promise<{ server: stri
     let end = 12;
     while (end < query.length && query[end] !== 0) end += query[end]! + 1;
     end += 5;
+    if (end > query.length) return; // not a query this server understands
     const type = query.readUInt16BE(end - 4);
     const answers = type === 1 && mode.a && !mode.nxdomain ? [mode.a] : [];
     const header = Buffer.alloc(12);
