@@ -7,6 +7,7 @@ import type { LookupAddress } from 'node:dns';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dnsHostResolver, publicOnlyLookup, webhookUrlProblem } from '../src/events/webhooks/url-policy.ts';
+import { createTestEnv } from './support/env.ts';
 import { startFakeDns } from './support/fake-dns.ts';
 
 describe('webhook host resolution in production', () => {
@@ -51,6 +52,24 @@ describe('webhook host resolution in production', () => {
     await Promise.all(Array.from({ length: 4 }, () => promisify(pbkdf2)('secret', 'salt', 1, 32, 'sha256')));
     expect(settled).toBe(0);
     for (const l of lookups) await expect(l).rejects.toMatchObject({ code: 'ETIMEOUT' });
-    expect(await problem('https://slow.example.test/x')).toMatch(/^the host slow\.example\.test could not be resolved \(ETIMEOUT\)$/);
   }, 30_000);
+
+  it('registration answers 503 while DNS does not answer, 422 for a private answer, 201 for a public one', async () => {
+    const t = await createTestEnv({ worker: false, env: { WEBHOOK_ALLOW_PRIVATE_URLS: 'false', WEBHOOK_DNS_SERVERS: dns.server } });
+    try {
+      const key = await t.api.adminKey();
+      const register = () => t.api.request('POST', '/v1/webhook-endpoints', { key, body: { url: 'https://hooks.example.test/x', events: ['transfer.completed'] } });
+      dns.set({ silent: true });
+      const unanswered = await register();
+      expect(unanswered.status).toBe(503);
+      expect(unanswered.headers.get('retry-after')).toBe('5');
+      expect(unanswered.body).toMatchObject({ code: 'service_unavailable', detail: "the URL's host could not be resolved (ETIMEOUT); retry later" });
+      dns.set({ a: '10.0.0.5' });
+      expect(await register()).toMatchObject({ status: 422, body: { code: 'webhook_url_not_allowed', detail: 'the host resolves to a non-public address (10.0.0.5)' } });
+      dns.set({ a: '93.184.216.34' });
+      expect((await register()).status).toBe(201);
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
 });

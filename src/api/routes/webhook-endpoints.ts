@@ -42,7 +42,14 @@ export function webhookEndpointRoutes(ctx: ApiContext): Router {
   router.post('/v1/webhook-endpoints', async (req, res) => {
     const client = requireClient(req);
     const body = validate(CreateWebhookEndpointBody, req.body, 'body');
-    const problem = await webhookUrlProblem(body.url, ctx.config.WEBHOOK_ALLOW_PRIVATE_URLS, { dnsServers: ctx.config.WEBHOOK_DNS_SERVERS });
+    const problem = await webhookUrlProblem(body.url, ctx.config.WEBHOOK_ALLOW_PRIVATE_URLS, { dnsServers: ctx.config.WEBHOOK_DNS_SERVERS }).catch(
+      (err: NodeJS.ErrnoException) => {
+        // DNS did not answer (a timeout, a server failure): nothing is known against the URL yet.
+        throw new HttpProblem('service_unavailable', `the URL's host could not be resolved (${err.code ?? err.message}); retry later`, undefined, {
+          'Retry-After': '5',
+        });
+      },
+    );
     if (problem) throw new HttpProblem('webhook_url_not_allowed', problem);
     const [row] = await db()
       .insert(webhookEndpoints)

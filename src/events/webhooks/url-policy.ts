@@ -68,7 +68,7 @@ export function webhookHostResolver(servers: readonly string[] = []): HostResolv
  * DNS answer is a public address; checked at registration, and again as each delivery connects
  * (DNS can change: publicOnlyLookup). With `resolve: false` a host name is not looked up here
  * (a delivery's connection does that, once); IP literals are checked all the same. Names are
- * resolved by `webhookHostResolver(dnsServers)`.
+ * resolved by `webhookHostResolver(dnsServers)`; when DNS cannot answer, this throws its error.
  */
 export async function webhookUrlProblem(
   url: string,
@@ -86,12 +86,8 @@ export async function webhookUrlProblem(
   if (parsed.protocol !== 'https:') return 'only https URLs are allowed';
   const host = parsed.hostname.replace(/^\[|\]$/g, '');
   if (!resolve && !isIP(host)) return undefined;
-  let addresses: string[];
-  try {
-    addresses = isIP(host) ? [host] : await webhookHostResolver(dnsServers)(host);
-  } catch (err) {
-    return `the host ${host} could not be resolved (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
-  }
+  // A resolver that fails (a timeout, a server failure) throws: that says nothing about the URL.
+  const addresses = isIP(host) ? [host] : await webhookHostResolver(dnsServers)(host);
   return addressProblem(host, addresses);
 }
 
