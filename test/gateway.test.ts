@@ -337,6 +337,15 @@ describe('races of a fund with its own gateway step (no worker: each step called
   const lastAttempt = (operationId: string) => ({ id: operationId, data: { operationId }, attemptsMade: 1, opts: { attempts: 2 } }) as unknown as Job;
   const deps = (gateway: Partial<FundGateway>) =>
     ({ shards, logger: createLogger(t.config, 'gateway-race-test'), gateway: { voidKey: () => Promise.reject(new Error('voidKey must not be called')), ...gateway } }) as unknown as WorkerDeps & { gateway: FundGateway };
+  /** A gateway that approves every charge, recording its key in `charged`. */
+  const approvingGateway = (charged: string[]) =>
+    deps({
+      charge: async (req, beforeSend) => {
+        await beforeSend();
+        charged.push(req.idempotencyKey);
+        return { status: 'approved', chargeId: `ch_${charged.length}` };
+      },
+    });
   const newFund = async () => {
     const wallet = await t.api.wallet(key);
     return { wallet, id: await fund(t, key, wallet, '500') };
@@ -388,13 +397,7 @@ describe('races of a fund with its own gateway step (no worker: each step called
     // Every attempt failed before the charge step reached the gateway (a long Postgres outage, say).
     const spent = (operationId: string) => ({ ...lastAttempt(operationId), attemptsMade: 2 }) as unknown as Job;
     const charged: string[] = [];
-    const approving = deps({
-      charge: async (req, beforeSend) => {
-        await beforeSend();
-        charged.push(req.idempotencyKey);
-        return { status: 'approved', chargeId: 'ch_late' };
-      },
-    });
+    const approving = approvingGateway(charged);
     const { wallet, id } = await newFund();
     expect(await chargeFund(spent(id), approving)).toEqual({ outcome: 'credit' });
     expect(charged).toEqual([id]);
@@ -439,13 +442,7 @@ describe('races of a fund with its own gateway step (no worker: each step called
     await t.pool.query('DROP TRIGGER IF EXISTS test_refuse_charge ON gateway_charges');
     await t.pool.query('CREATE TRIGGER test_refuse_charge BEFORE INSERT ON gateway_charges FOR EACH ROW EXECUTE FUNCTION test_refuse_charge()');
     const charged: string[] = [];
-    const approving = deps({
-      charge: async (req, beforeSend) => {
-        await beforeSend();
-        charged.push(req.idempotencyKey);
-        return { status: 'approved', chargeId: 'ch_after' };
-      },
-    });
+    const approving = approvingGateway(charged);
     try {
       await expect(chargeFund(lastAttempt(id), approving)).rejects.toMatchObject({ cause: { message: 'injected failure' } });
       await expect(chargeFund({ ...lastAttempt(id), attemptsMade: 2 } as unknown as Job, approving)).rejects.toMatchObject({ cause: { message: 'injected failure' } });
@@ -465,13 +462,7 @@ describe('races of a fund with its own gateway step (no worker: each step called
     await t.pool.query(`UPDATE wallets SET status = 'frozen' WHERE id = $1`, [wallet]);
     const charged: string[] = [];
     const job: WorkerDeps = {
-      ...deps({
-        charge: async (req, beforeSend) => {
-          await beforeSend();
-          charged.push(req.idempotencyKey);
-          return { status: 'approved', chargeId: `ch_${charged.length}` };
-        },
-      }),
+      ...approvingGateway(charged),
       publisher: t.redis,
       redisPrefix: t.config.REDIS_PREFIX,
       settle: (database, operationId) => settleOperation(database.db, operationId),
