@@ -13,8 +13,6 @@ import { sleep } from '../../infra/sleep.ts';
 import { doesNotResolve, publicOnlyLookup, webhookUrlProblem } from './url-policy.ts';
 import { WEBHOOK_QUEUE, webhookBackoffMs, type WebhookJob } from './webhook-queue.ts';
 
-
-
 /**
  * Sends one delivery: signs the stored body (Standard Webhooks: webhook-id = event id, so
  * retries carry the same id), POSTs with a per-request timeout, logs the attempt. 2xx ends it;
