@@ -11,7 +11,6 @@ import { outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
 import { traceIdOf } from '../infra/trace.ts';
 
-
 const publishLag = new Histogram({
   name: 'ledgerline_outbox_publish_lag_seconds',
   help: 'Time from an outbox row commit to its acknowledgement by the broker',

@@ -36,7 +36,7 @@ export type HostResolver = (host: string) => Promise<string[]>;
  * (`dns.lookup`). A getaddrinfo call holds one of libuv's 4 threads until it ends, so a slow DNS
  * server for one endpoint's host stalled every other lookup and file operation of the process;
  * a c-ares query holds no thread, and gives up after `timeoutMs` per try. It reads
- * /etc/resolv.conf's servers (or `servers`, host[:port]), not /etc/hosts: a production target is
+ * /etc/resolv.conf's servers (or `servers`, IP[:port]), not /etc/hosts: a production target is
  * a public name. One answer family failing is ignored when the other answered: the connection
  * only ever uses the addresses returned, and each of them is checked.
  */
