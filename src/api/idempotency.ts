@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * Idempotency of fund and transfer lives in Postgres alone: the accept claims (client, key) in
@@ -16,5 +16,5 @@ import { createHash } from 'node:crypto';
 
 /** SHA-256 of a canonical request (route and parsed body, fixed key order). */
 export function requestHash(route: string, canonical: readonly unknown[]): string {
-  return createHash('sha256').update(JSON.stringify([route, ...canonical])).digest('hex');
+  return hash('sha256', JSON.stringify([route, ...canonical]), 'hex');
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Config } from '../config.ts';
 import { LOGICAL_SHARDS, logicalShardOf } from '../domain/ids.ts';
 import type { Logger } from '../infra/logger.ts';
@@ -45,7 +45,7 @@ export class ShardRouter {
 
   /** The logical shard of a client's idempotency key: a hash of (client, key). */
   static idempotencyShard(clientId: string, key: string): number {
-    return createHash('sha256').update(clientId).update('\0').update(key).digest()[0]!;
+    return hash('sha256', `${clientId}\0${key}`, 'buffer')[0]!;
   }
 
   /** The database that keeps a client's idempotency key. */

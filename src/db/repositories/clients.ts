@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { apiKeys, clients } from '../schema.ts';
@@ -9,7 +9,7 @@ export interface Client {
   rateLimits: Record<string, number>;
 }
 
-export const hashApiKey = (key: string): string => createHash('sha256').update(key).digest('hex');
+export const hashApiKey = (key: string): string => hash('sha256', key, 'hex');
 
 /** Creates a client and its API key; the key is returned once and only its hash is stored. */
 export async function createClient(
