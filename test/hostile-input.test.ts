@@ -232,6 +232,11 @@ describe('actions without a body', () => {
     expect(big.body.detail).toBe('the request body is larger than 1024 kB');
     const small = await t.api.request('POST', '/v1/transfers', { key, idempotencyKey: randomUUID(), rawBody: JSON.stringify({ pad: 'x'.repeat(70_000) }) });
     expect(small.body.detail).toBe('the request body is larger than 64 kB');
+    // The batch's limit follows the route as the router matches it: any case, a trailing slash.
+    for (const path of ['/V1/Transfers/Batch', '/v1/transfers/batch/']) {
+      const batch = await t.api.request('POST', path, { key, idempotencyKey: randomUUID(), rawBody: JSON.stringify({ transfers: [], pad: 'x'.repeat(70_000) }) });
+      expect([path, batch.status]).toEqual([path, 400]);
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import { sqlState } from '../db/errors.ts';
 import { SHARD_FENCED } from '../db/shard-router.ts';
 import { clientAuth } from './auth.ts';
 import { docsRoutes } from './docs.ts';
+import { inSequence } from './in-sequence.ts';
 import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
 import { rateLimit } from './rate-limit.ts';
 import { requestLog } from './request-log.ts';
@@ -23,6 +24,8 @@ import { walletRoutes } from './routes/wallets.ts';
 import { webhookEndpointRoutes } from './routes/webhook-endpoints.ts';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+/** The batch route and anything under it, as `app.use('/v1/transfers/batch', …)` matched it (case-insensitive). */
+const BATCH_PATH = /^\/v1\/transfers\/batch(?:\/|$)/i;
 
 /**
  * Failures that mean a dependency is away, not a bug: answered 503, retry later. The error or
@@ -64,42 +67,51 @@ export function createApp(ctx: ApiContext): express.Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
 
-  app.use(httpMetrics());
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    const given = req.get('x-request-id');
-    const id = given && REQUEST_ID.test(given) ? given : randomUUID();
-    res.setHeader('X-Request-Id', id);
-    // This request's span in the caller's trace (or a new trace); carried into jobs and events.
-    res.locals.traceparent = childTraceparent(req.get('traceparent'));
-    next();
-  });
-  app.use(requestLog(app, ctx.logger));
+  // Each group below is one router layer (in-sequence.ts): every request walks them all.
+  app.use(
+    inSequence(
+      httpMetrics(),
+      (req: Request, res: Response, next: NextFunction) => {
+        const given = req.get('x-request-id');
+        const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        // This request's span in the caller's trace (or a new trace); carried into jobs and events.
+        res.locals.traceparent = childTraceparent(req.get('traceparent'));
+        next();
+      },
+      requestLog(app, ctx.logger),
+    ),
+  );
 
   // Client routes authenticate and count against the key's rate limit before the body is even
   // parsed, so malformed or oversized bodies cost quota and every answer carries RateLimit-*.
-  app.use('/v1', clientAuth(ctx.shards.control.db));
-  app.use('/v1', rateLimit(ctx.rateLimiter, ctx.config, ctx.logger));
+  app.use('/v1', inSequence(clientAuth(ctx.shards.control.db), rateLimit(ctx.rateLimiter, ctx.config, ctx.logger)));
 
-  app.use((req: Request, _res: Response, next: NextFunction) => {
-    // A POST without a body (an action such as a webhook retry) has no media type to refuse; a
-    // route that needs a body refuses its absence in validation (400).
-    if (req.method === 'POST' && hasBody(req) && !req.is('application/json')) {
-      throw new HttpProblem('unsupported_media_type', 'send the body as application/json');
-    }
-    next();
-  });
   // A batch of 1,000 transfers with keys and references needs more room than one request.
-  app.use('/v1/transfers/batch', express.json({ limit: '1mb', strict: true }));
-  app.use(express.json({ limit: '64kb', strict: true }));
-  app.use((req: Request, _res: Response, next: NextFunction) => {
-    // Deep nesting costs stack and CPU in every later walk of the body; no request needs it.
-    if (exceedsJsonDepth(req.body, MAX_JSON_DEPTH)) {
-      throw new HttpProblem('validation_failed', 'the body failed validation', [
-        { path: 'body', message: `must not nest deeper than ${MAX_JSON_DEPTH} levels` },
-      ]);
-    }
-    next();
-  });
+  const batchJson = express.json({ limit: '1mb', strict: true });
+  const json = express.json({ limit: '64kb', strict: true });
+  app.use(
+    inSequence(
+      (req: Request, _res: Response, next: NextFunction) => {
+        // A POST without a body (an action such as a webhook retry) has no media type to refuse; a
+        // route that needs a body refuses its absence in validation (400).
+        if (req.method === 'POST' && hasBody(req) && !req.is('application/json')) {
+          throw new HttpProblem('unsupported_media_type', 'send the body as application/json');
+        }
+        next();
+      },
+      (req: Request, res: Response, next: NextFunction) => (BATCH_PATH.test(req.path) ? batchJson : json)(req, res, next),
+      (req: Request, _res: Response, next: NextFunction) => {
+        // Deep nesting costs stack and CPU in every later walk of the body; no request needs it.
+        if (exceedsJsonDepth(req.body, MAX_JSON_DEPTH)) {
+          throw new HttpProblem('validation_failed', 'the body failed validation', [
+            { path: 'body', message: `must not nest deeper than ${MAX_JSON_DEPTH} levels` },
+          ]);
+        }
+        next();
+      },
+    ),
+  );
 
   // The accept routes first: the hot path should not walk the other routers' layers (each
   // router a request enters costs it allocations; they were a sixth of an accept's garbage).
