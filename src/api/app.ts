@@ -116,7 +116,7 @@ export function createApp(ctx: ApiContext): express.Express {
   // The accept routes first: the hot path should not walk the other routers' layers (each
   // router a request enters costs it allocations; they were a sixth of an accept's garbage).
   // The probes, /metrics and the docs are GETs outside /v1, which nothing above changes.
-  app.use(moneyRoutes(ctx));
+  moneyRoutes(ctx, app);
   app.use(healthRoutes(ctx));
   app.get('/metrics', metricsHandler);
   app.get('/openapi.json', (_req, res) => {
