@@ -7,7 +7,7 @@ import type { Db } from '../db/client.ts';
 import { outbox } from '../db/schema.ts';
 import { bigintArray } from '../db/sql.ts';
 import type { Logger } from '../infra/logger.ts';
-import { outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
+import { outboxPruned, outboxPublished, outboxPublishFailures } from '../infra/metrics.ts';
 import { sleep } from '../infra/sleep.ts';
 import { traceIdOf } from '../infra/trace.ts';
 
@@ -75,6 +75,24 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
   return rows.length;
 }
 
+/** Rows one prune statement looks at (the oldest by `seq`): a few milliseconds of work. */
+export const PRUNE_WINDOW = 5000;
+
+/**
+ * Deletes the published rows sent before `cutoff` among the `window` oldest outbox rows, in one
+ * statement, and returns how many it deleted. The relay publishes in `seq` order, so the oldest
+ * rows are the first to be published and to age out: a full window deleted means there may be
+ * more; fewer means the oldest rows left are recent or not yet published (never deleted). It
+ * reads the primary key from its start, never the whole table.
+ */
+export async function pruneOutbox(db: Db, cutoff: Date, window = PRUNE_WINDOW): Promise<number> {
+  const result = await db.execute(sql`
+    DELETE FROM outbox WHERE seq = ANY(ARRAY(
+      SELECT seq FROM (SELECT seq, sent_at FROM outbox ORDER BY seq LIMIT ${window}) AS oldest
+      WHERE oldest.sent_at < ${cutoff.toISOString()}::timestamptz))`);
+  return result.rowCount ?? 0;
+}
+
 /**
  * Runs the relay for one database until `signal` aborts. Only the holder of the database's
  * advisory lock publishes (one active relay per shard database, so order per wallet holds);
@@ -83,7 +101,7 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
 export async function runRelay(
   database: { db: Db; pool: Pool },
   producer: Producer,
-  options: RelayOptions & { pollIntervalMs: number; database?: string },
+  options: RelayOptions & { pollIntervalMs: number; database?: string; retentionMs?: number },
   logger: Logger,
   signal: AbortSignal,
 ): Promise<void> {
@@ -114,12 +132,26 @@ export async function runRelay(
         continue;
       }
       logger.info('relay active');
+      let pruneAt = 0;
       while (!signal.aborted) {
         try {
           await lockClient.query('SELECT 1'); // still holding the session (and the lock)?
           const sent = await relayBatch(database.db, producer, options, logger);
           outboxPublished.inc({ database: options.database ?? '0' }, sent);
           backoffMs = 200;
+          if (options.retentionMs && Date.now() >= pruneAt) {
+            // One window between two batches, so pruning never holds up publishing for long;
+            // back to back while windows come back full, else again after a minute.
+            const pruned = await pruneOutbox(database.db, new Date(Date.now() - options.retentionMs)).catch((err: unknown) => {
+              logger.warn({ err }, 'outbox prune failed; trying again later');
+              return 0;
+            });
+            if (pruned > 0) {
+              outboxPruned.inc({ database: options.database ?? '0' }, pruned);
+              logger.debug({ pruned }, 'outbox pruned');
+            }
+            pruneAt = pruned === PRUNE_WINDOW ? 0 : Date.now() + Math.min(60_000, options.retentionMs);
+          }
           if (sent < options.batchSize) await sleep(options.pollIntervalMs, signal);
         } catch (err) {
           outboxPublishFailures.inc({ database: options.database ?? '0' });

@@ -35,6 +35,7 @@ export function startRelay(
               source: config.EVENT_SOURCE,
               batchSize: config.RELAY_BATCH_SIZE,
               pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
+              retentionMs: Math.round(config.OUTBOX_RETENTION_HOURS * 3_600_000),
               database: String(i),
             },
             logger.child({ database: i }),

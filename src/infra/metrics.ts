@@ -237,6 +237,12 @@ export const outboxPublished = new Counter({
   labelNames: ['database'] as const,
 });
 
+export const outboxPruned = new Counter({
+  name: 'outbox_events_pruned_total',
+  help: 'Published outbox rows deleted after OUTBOX_RETENTION_HOURS by this relay, by database',
+  labelNames: ['database'] as const,
+});
+
 export const outboxPublishFailures = new Counter({
   name: 'outbox_publish_failures_total',
   help: 'Relay batches that failed to publish (retried with backoff), by database',
