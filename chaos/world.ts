@@ -181,6 +181,8 @@ export class World {
       RECONCILE_INTERVAL_MS: '1000',
       RECONCILE_PENDING_AFTER_MS: '3000',
       RELAY_POLL_INTERVAL_MS: '50',
+      // The checker reads every published outbox row: none is pruned during a run.
+      OUTBOX_RETENTION_HOURS: '0',
       // The bank's webhook endpoint is on loopback; failed deliveries retry within seconds.
       WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
       WEBHOOK_RETRY_SCHEDULE_MS: '500,1000,2000,4000,8000,8000,8000,8000,8000,8000',
