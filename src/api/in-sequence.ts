@@ -3,10 +3,10 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 /**
  * Several middleware as one router layer: each runs when the one before it calls `next()`;
  * `next(err)`, a throw or a rejected promise skips the rest and goes to the error handler, as
- * the router would do. Every request walks the app's global middleware, and the router's cost
- * is per layer it enters (path match, parameter processing, closures): seven layers made one
- * sixth of an accept's garbage. Nothing here matches paths; a handler for some paths checks
- * the path itself.
+ * the router would do. Every request walks the app's global middleware, and the router costs
+ * per layer it enters (path match, parameter processing, closures): its allocations were a
+ * sixth of an accept's garbage with nine global layers. Nothing here matches paths; a handler
+ * meant for some paths checks the path itself.
  */
 export function inSequence(...handlers: readonly RequestHandler[]): RequestHandler {
   return (req: Request, res: Response, done: NextFunction) => {

@@ -15,7 +15,6 @@ import { validate } from '../validate.ts';
  * of their own: the hot path then enters no nested router (one more dispatch loop per request).
  */
 export function moneyRoutes(ctx: ApiContext, router: IRouter): void {
-
   router.post('/v1/wallets/:id/fund', async (req, res) => {
     const idempotencyKey = idempotencyKeyOf(req);
     const { id } = validate(WalletIdParams, req.params, 'params');
