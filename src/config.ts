@@ -78,9 +78,11 @@ const schema = z
     RELAY_POLL_INTERVAL_MS: intFrom(100, 10),
     /**
      * Published outbox rows older than this are deleted by the active relay (fractions allowed;
-     * 0 keeps them forever). Unpublished rows are never deleted. The audit log keeps every event.
+     * 0 keeps them forever). Unpublished rows are never deleted. Keep it longer than the topic's
+     * retention: a consumer that fell behind the topic is recovered from these rows
+     * (docs/operations.md, ConsumerSkippedEvents). The audit log keeps every event.
      */
-    OUTBOX_RETENTION_HOURS: z.coerce.number().min(0).default(168),
+    OUTBOX_RETENTION_HOURS: z.coerce.number().min(0).default(720),
 
     /** Payment gateway: base URL the workers charge through, behind a circuit breaker. */
     GATEWAY_URL: z.string().url().default('http://127.0.0.1:4010'),

@@ -6,7 +6,7 @@
 import { register } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/client.ts';
-import { pruneOutbox } from '../src/events/relay.ts';
+import { OutboxPruner, pruneOutbox } from '../src/events/relay.ts';
 import { createTestEnv, type TestEnv } from './support/env.ts';
 
 describe('pruneOutbox', () => {
@@ -21,31 +21,66 @@ describe('pruneOutbox', () => {
     await t?.close();
   });
 
-  it('deletes rows published before the cutoff among the oldest, never unpublished or recent ones', async () => {
-    const day = 86_400_000;
+  const day = 86_400_000;
+  /** Inserts rows in this order (seq order): [key, created, sent (null: not yet published)]. */
+  const insert = async (rows: [string, number, number | null][]) => {
+    for (const [key, created, sent] of rows) {
+      await t.pool.query(
+        `INSERT INTO outbox (event_id, type, key, payload, created_at, sent_at) VALUES (gen_random_uuid(), 'test.event', $1, '{}', $2, $3)`,
+        [key, new Date(created), sent === null ? null : new Date(sent)],
+      );
+    }
+  };
+  const left = async () => (await t.pool.query<{ key: string }>(`SELECT key FROM outbox WHERE type = 'test.event' ORDER BY seq`)).rows.map((r) => r.key);
+  const seqOf = async (key: string) => BigInt((await t.pool.query(`SELECT seq FROM outbox WHERE key = $1`, [key])).rows[0].seq);
+
+  it('deletes rows published before the cutoff among the oldest from a seq on, never unpublished or recent ones', async () => {
+    await t.pool.query(`DELETE FROM outbox`);
     const now = Date.now();
-    // In seq order: [label, created, sent (null: not yet published)].
-    const rows: [string, number, number | null][] = [
+    await insert([
       ['old-1', now - 3 * day, now - 3 * day],
       ['old-2', now - 3 * day, now - 3 * day],
       ['old-unsent', now - 3 * day, null],
       ['old-3', now - 2 * day, now - 2 * day],
       ['recent', now - 60_000, now - 59_000],
-    ];
-    for (const [label, created, sent] of rows) {
-      await t.pool.query(
-        `INSERT INTO outbox (event_id, type, key, payload, created_at, sent_at) VALUES (gen_random_uuid(), 'test.event', $1, '{}', $2, $3)`,
-        [label, new Date(created), sent === null ? null : new Date(sent)],
-      );
-    }
-    const left = async () => (await t.pool.query<{ key: string }>(`SELECT key FROM outbox WHERE type = 'test.event' ORDER BY seq`)).rows.map((r) => r.key);
+    ]);
+    const seq = Object.fromEntries(await Promise.all(['old-2', 'old-unsent', 'old-3', 'recent'].map(async (k) => [k, await seqOf(k)])));
     const cutoff = new Date(now - day);
-
-    expect(await pruneOutbox(database.db, cutoff, 2)).toBe(2); // a full window: there may be more
+    const first = await pruneOutbox(database.db, cutoff, 0n, 2);
+    expect(first).toEqual({ deleted: 2, seen: 2, last: seq['old-2'], kept: undefined });
     expect(await left()).toEqual(['old-unsent', 'old-3', 'recent']);
-    expect(await pruneOutbox(database.db, cutoff, 2)).toBe(1); // the unpublished row stays
-    expect(await pruneOutbox(database.db, cutoff, 2)).toBe(0);
+    const second = await pruneOutbox(database.db, cutoff, first.last! + 1n, 2);
+    expect(second).toEqual({ deleted: 1, seen: 2, last: seq['old-3'], kept: seq['old-unsent'] });
+    const third = await pruneOutbox(database.db, cutoff, second.last! + 1n, 2);
+    expect(third).toEqual({ deleted: 0, seen: 1, last: seq.recent, kept: seq.recent });
     expect(await left()).toEqual(['old-unsent', 'recent']);
+    // From a seq on: what lies before it is not looked at, even past the cutoff.
+    expect(await pruneOutbox(database.db, new Date(now), seq.recent + 1n, 2)).toEqual({ deleted: 0, seen: 0, last: undefined, kept: undefined });
+    expect(await left()).toEqual(['old-unsent', 'recent']);
+  });
+
+  it('runs windows back to back while they delete, then starts the next run at the oldest row it left', async () => {
+    await t.pool.query(`DELETE FROM outbox`);
+    const now = Date.now();
+    await insert([
+      ['a', now - 3 * day, now - 3 * day],
+      ['b', now - 3 * day, now - 3 * day],
+      ['unsent', now - 3 * day, null],
+      ['c', now - 3 * day, now - 3 * day],
+      ['d', now - 3 * day, now - 3 * day],
+      ['recent', now - 1000, now - 1000],
+    ]);
+    const pruner = new OutboxPruner(database.db, day, 2);
+    expect(await pruner.step(now)).toBe(2); // a, b: full, so another at once
+    expect(await pruner.step(now)).toBe(1); // [unsent, c]
+    expect(await pruner.step(now)).toBe(1); // [d, recent]
+    expect(await pruner.step(now)).toBe(0); // past the end: the run is over
+    expect(await pruner.step(now + 1000)).toBe(0); // not due for a minute
+    expect(await left()).toEqual(['unsent', 'recent']);
+
+    await t.pool.query(`UPDATE outbox SET sent_at = $1 WHERE key = 'unsent'`, [new Date(now - 2 * day)]); // published since
+    expect(await pruner.step(now + 61_000)).toBe(1); // the next run starts back at it
+    expect(await left()).toEqual(['recent']);
   });
 });
 
@@ -68,11 +103,11 @@ describe('the relay with a retention', () => {
 
     const eventsOf = async () =>
       (await t.pool.query<{ sent: boolean }>('SELECT sent_at IS NOT NULL AS sent FROM outbox WHERE operation_id = ANY($1::uuid[])', [ids])).rows;
-    // Published first (no row is ever deleted unsent)...
-    await expect.poll(async () => (await eventsOf()).filter((e) => !e.sent).length, { timeout: 20_000 }).toBe(0);
+    // Both published (a row stays at least the 1 s retention after that)...
+    await expect.poll(async () => (await eventsOf()).filter((e) => e.sent).length, { timeout: 20_000, interval: 50 }).toBe(2);
     // ...then gone a retention later.
     await expect.poll(async () => (await eventsOf()).length, { timeout: 20_000, interval: 250 }).toBe(0);
-    const prunedAfter = (await register.getSingleMetric('outbox_events_pruned_total')?.get())?.values.reduce((s, v) => s + v.value, 0) ?? 0;
-    expect(prunedAfter - prunedBefore).toBeGreaterThanOrEqual(2);
+    const pruned = async () => ((await register.getSingleMetric('outbox_events_pruned_total')?.get())?.values.reduce((s, v) => s + v.value, 0) ?? 0) - prunedBefore;
+    await expect.poll(pruned, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
   });
 });

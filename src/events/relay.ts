@@ -75,22 +75,83 @@ export async function relayBatch(db: Db, producer: Producer, options: RelayOptio
   return rows.length;
 }
 
-/** Rows one prune statement looks at (the oldest by `seq`): a few milliseconds of work. */
+/** Rows one prune statement looks at (the oldest from where it starts): a few milliseconds of work. */
 export const PRUNE_WINDOW = 5000;
 
+/** What one prune statement saw and did. */
+export interface PrunedWindow {
+  /** Rows deleted: published before the cutoff. */
+  deleted: number;
+  /** Rows looked at; fewer than the window means the end of the table. */
+  seen: number;
+  /** The last `seq` looked at. */
+  last: bigint | undefined;
+  /** The smallest `seq` looked at and left (not yet published, or published after the cutoff). */
+  kept: bigint | undefined;
+}
+
 /**
- * Deletes the published rows sent before `cutoff` among the `window` oldest outbox rows, in one
- * statement, and returns how many it deleted. The relay publishes in `seq` order, so the oldest
- * rows are the first to be published and to age out: a full window deleted means there may be
- * more; fewer means the oldest rows left are recent or not yet published (never deleted). It
- * reads the primary key from its start, never the whole table.
+ * Deletes the rows published before `cutoff` among the `window` oldest outbox rows from `seq`
+ * `from` on, in one statement (10 s at most). It reads the primary key from `from`, never the
+ * whole table. A row not yet published is never deleted.
  */
-export async function pruneOutbox(db: Db, cutoff: Date, window = PRUNE_WINDOW): Promise<number> {
-  const result = await db.execute(sql`
-    DELETE FROM outbox WHERE seq = ANY(ARRAY(
-      SELECT seq FROM (SELECT seq, sent_at FROM outbox ORDER BY seq LIMIT ${window}) AS oldest
-      WHERE oldest.sent_at < ${cutoff.toISOString()}::timestamptz))`);
-  return result.rowCount ?? 0;
+export async function pruneOutbox(db: Db, cutoff: Date, from = 0n, window = PRUNE_WINDOW): Promise<PrunedWindow> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`SET LOCAL statement_timeout = '10s'`);
+    const { rows } = await tx.execute<{ deleted: number; seen: number; last: string | null; kept: string | null }>(sql`
+      WITH oldest AS MATERIALIZED (
+        SELECT seq, sent_at < ${cutoff.toISOString()}::timestamptz AS expired
+        FROM outbox WHERE seq >= ${from.toString()}::bigint ORDER BY seq LIMIT ${window}
+      ), gone AS (
+        DELETE FROM outbox o USING oldest WHERE o.seq = oldest.seq AND oldest.expired RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM oldest)::int AS seen,
+             (SELECT max(seq) FROM oldest)::text AS last, (SELECT min(seq) FROM oldest WHERE expired IS NOT TRUE)::text AS kept`);
+    const row = rows[0]!;
+    return {
+      deleted: row.deleted,
+      seen: row.seen,
+      last: row.last === null ? undefined : BigInt(row.last),
+      kept: row.kept === null ? undefined : BigInt(row.kept),
+    };
+  });
+}
+
+/**
+ * The active relay's retention: deletes published rows older than `retentionMs`, one window
+ * between two publish batches. A run of windows goes on back to back while they come back full
+ * and delete something, each starting past the last; then the next run is due a minute later
+ * (or a retention, if shorter) and starts at the oldest row the run left, so it does not walk
+ * again over the index entries of rows it deleted (they stay until a vacuum). The relay
+ * publishes in `seq` order, so the rows left are the ones published since the cutoff, and the
+ * odd one not yet published when a window saw it.
+ */
+export class OutboxPruner {
+  private dueAt = 0;
+  private from = 0n;
+  private runKept: bigint | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly retentionMs: number,
+    private readonly window = PRUNE_WINDOW,
+  ) {}
+
+  /** Prunes one window if one is due and returns how many rows it deleted. */
+  async step(now = Date.now()): Promise<number> {
+    if (now < this.dueAt) return 0;
+    this.dueAt = now + Math.min(60_000, this.retentionMs); // also after a failure
+    const w = await pruneOutbox(this.db, new Date(now - this.retentionMs), this.from, this.window);
+    if (w.kept !== undefined && (this.runKept === undefined || w.kept < this.runKept)) this.runKept = w.kept;
+    if (w.seen === this.window && w.deleted > 0) {
+      this.from = w.last! + 1n;
+      this.dueAt = 0;
+    } else {
+      this.from = this.runKept ?? (w.last === undefined ? this.from : w.last + 1n);
+      this.runKept = undefined;
+    }
+    return w.deleted;
+  }
 }
 
 /**
@@ -132,17 +193,16 @@ export async function runRelay(
         continue;
       }
       logger.info('relay active');
-      let pruneAt = 0;
+      const pruner = options.retentionMs ? new OutboxPruner(database.db, options.retentionMs) : undefined;
       while (!signal.aborted) {
         try {
           await lockClient.query('SELECT 1'); // still holding the session (and the lock)?
           const sent = await relayBatch(database.db, producer, options, logger);
           outboxPublished.inc({ database: options.database ?? '0' }, sent);
           backoffMs = 200;
-          if (options.retentionMs && Date.now() >= pruneAt) {
-            // One window between two batches, so pruning never holds up publishing for long;
-            // back to back while windows come back full, else again after a minute.
-            const pruned = await pruneOutbox(database.db, new Date(Date.now() - options.retentionMs)).catch((err: unknown) => {
+          // Publishing first: no pruning while a backlog is being worked off.
+          if (pruner && sent < options.batchSize) {
+            const pruned = await pruner.step().catch((err: unknown) => {
               logger.warn({ err }, 'outbox prune failed; trying again later');
               return 0;
             });
@@ -150,7 +210,6 @@ export async function runRelay(
               outboxPruned.inc({ database: options.database ?? '0' }, pruned);
               logger.debug({ pruned }, 'outbox pruned');
             }
-            pruneAt = pruned === PRUNE_WINDOW ? 0 : Date.now() + Math.min(60_000, options.retentionMs);
           }
           if (sent < options.batchSize) await sleep(options.pollIntervalMs, signal);
         } catch (err) {

@@ -35,7 +35,7 @@ export function startRelay(
               source: config.EVENT_SOURCE,
               batchSize: config.RELAY_BATCH_SIZE,
               pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
-              retentionMs: Math.round(config.OUTBOX_RETENTION_HOURS * 3_600_000),
+              retentionMs: config.OUTBOX_RETENTION_HOURS > 0 ? Math.max(1, Math.round(config.OUTBOX_RETENTION_HOURS * 3_600_000)) : 0,
               database: String(i),
             },
             logger.child({ database: i }),
