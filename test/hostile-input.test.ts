@@ -235,8 +235,10 @@ describe('actions without a body', () => {
     // The batch's limit follows the route as the router matches it: any case, a trailing slash.
     for (const path of ['/V1/Transfers/Batch', '/v1/transfers/batch/']) {
       const batch = await t.api.request('POST', path, { key, idempotencyKey: randomUUID(), rawBody: JSON.stringify({ transfers: [], pad: 'x'.repeat(70_000) }) });
-      expect([path, batch.status]).toEqual([path, 400]);
+      expect([path, batch.status, batch.body.code]).toEqual([path, 400, 'validation_failed']);
     }
+    const nearMiss = await t.api.request('POST', '/v1/transfers/batchx', { key, idempotencyKey: randomUUID(), rawBody: JSON.stringify({ pad: 'x'.repeat(70_000) }) });
+    expect([nearMiss.status, nearMiss.body.detail]).toEqual([413, 'the request body is larger than 64 kB']);
   });
 });
 
@@ -248,6 +250,11 @@ describe('unknown methods and paths', () => {
     expectValidProblem(405, del.headers.get('content-type'), del.body);
     const put = await t.api.request('PUT', '/v1/transfers', { key });
     expect([put.status, put.headers.get('allow')]).toEqual([405, 'POST']);
+    // OPTIONS lists the methods, on the accept routes (on the app itself) as on the others.
+    for (const path of ['/v1/transfers', `/v1/wallets/${wallet}/fund`, '/v1/transfers/batch', '/v1/webhook-endpoints']) {
+      const options = await t.api.request('OPTIONS', path, { key });
+      expect([path, options.status, options.headers.get('allow')]).toEqual([path, 200, 'POST']);
+    }
     const unknown = await t.api.request('GET', `/v1/wallets/${wallet}/nothing`, { key });
     expect(unknown.status).toBe(404);
     expectValidProblem(404, unknown.headers.get('content-type'), unknown.body);

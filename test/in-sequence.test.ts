@@ -30,6 +30,15 @@ app.use(inSequence(mark('a'), failWhen('throw'), mark('b'), failWhen('next'), as
   await new Promise((resolve) => setImmediate(resolve));
   mark('c')(req, res, next);
 }, failWhen('reject'), mark('d')));
+// Mounted at a path, as the app mounts auth and rate limit at /v1: the handlers see the mount.
+app.use('/v1', inSequence(mark('v1'), (req, _res, next) => {
+  (req as unknown as { seen: string[] }).seen.push(`${req.baseUrl}|${req.url}`);
+  if (req.query.fail === 'after-await') return Promise.resolve().then(() => { throw new Error('thrown after await'); });
+  next(req.query.fail === 'route' ? 'route' : undefined);
+}, mark('v1-end')));
+app.get('/v1/seen', (req, res) => {
+  res.json({ seen: (req as unknown as { seen: string[] }).seen });
+});
 app.get('/seen', (req, res) => {
   res.json({ seen: (req as unknown as { seen: string[] }).seen });
 });
@@ -47,8 +56,8 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-const get = async (query = '') => {
-  const res = await fetch(`${base}/seen${query}`);
+const get = async (query = '', path = '/seen') => {
+  const res = await fetch(`${base}${path}${query}`);
   return { status: res.status, body: (await res.json()) as { seen: string[]; error?: string } };
 };
 
@@ -60,4 +69,11 @@ it('skips the rest on a throw, next(err) or a rejected promise, and the error ha
   expect(await get('?fail=throw')).toEqual({ status: 500, body: { error: 'thrown', seen: ['a'] } });
   expect(await get('?fail=next')).toEqual({ status: 500, body: { error: 'passed to next', seen: ['a', 'b'] } });
   expect(await get('?fail=reject')).toEqual({ status: 500, body: { error: 'rejected', seen: ['a', 'b', 'c'] } });
+});
+
+it('mounted at a path: the handlers see it, next("route") goes on, a throw after an await reaches the error handler', async () => {
+  const all = ['a', 'b', 'c', 'd'];
+  expect(await get('', '/v1/seen')).toEqual({ status: 200, body: { seen: [...all, 'v1', '/v1|/seen', 'v1-end'] } });
+  expect(await get('?fail=route', '/v1/seen')).toEqual({ status: 200, body: { seen: [...all, 'v1', '/v1|/seen?fail=route', 'v1-end'] } });
+  expect(await get('?fail=after-await', '/v1/seen')).toEqual({ status: 500, body: { error: 'thrown after await', seen: [...all, 'v1', '/v1|/seen?fail=after-await'] } });
 });

@@ -130,9 +130,16 @@ export function createApp(ctx: ApiContext): express.Express {
   app.use(webhookEndpointRoutes(ctx));
 
   const allowedMethods = documentedMethods();
-  app.use((req: Request) => {
+  app.use((req: Request, res: Response) => {
     // A documented path asked with another method: 405 and the methods it answers (RFC 9110).
     const allow = allowedMethods(req.path);
+    if (allow && req.method === 'OPTIONS') {
+      // What the router answers for its routes (the accept routes are on the app, not in one).
+      res.setHeader('Allow', allow);
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.type('text/plain').send(allow);
+      return;
+    }
     if (allow) throw new HttpProblem('method_not_allowed', `${req.path} answers ${allow}, not ${req.method}`, undefined, { Allow: allow });
     throw new HttpProblem('not_found', `no route for ${req.method} ${req.path}`);
   });

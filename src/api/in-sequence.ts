@@ -12,12 +12,13 @@ export function inSequence(...handlers: readonly RequestHandler[]): RequestHandl
   return (req: Request, res: Response, done: NextFunction) => {
     let at = 0;
     const next = (err?: unknown): void => {
-      if (err !== undefined && err !== null && err !== false) return done(err);
+      // As the router: a falsy value or 'route' goes on (this is not a route), 'router' leaves it.
+      if (err && err !== 'route') return done(err);
       const handler = handlers[at++];
       if (!handler) return done();
       try {
         const result: unknown = handler(req, res, next);
-        if (result instanceof Promise) result.catch((failure: unknown) => done(failure ?? new Error('Rejected promise')));
+        if (result instanceof Promise) result.catch((failure: unknown) => done(failure || new Error('Rejected promise')));
       } catch (failure) {
         done(failure);
       }
