@@ -167,6 +167,7 @@ export async function runRelay(
   signal: AbortSignal,
 ): Promise<void> {
   let backoffMs = 200;
+  const labels = { database: options.database ?? '0' };
   while (!signal.aborted) {
     const lockClient = await database.pool.connect().catch((err: unknown) => {
       logger.warn({ err }, 'relay cannot reach its database');
@@ -198,22 +199,23 @@ export async function runRelay(
         try {
           await lockClient.query('SELECT 1'); // still holding the session (and the lock)?
           const sent = await relayBatch(database.db, producer, options, logger);
-          outboxPublished.inc({ database: options.database ?? '0' }, sent);
+          outboxPublished.inc(labels, sent);
           backoffMs = 200;
+          const caughtUp = sent < options.batchSize;
           // Publishing first: no pruning while a backlog is being worked off.
-          if (pruner && sent < options.batchSize) {
+          if (pruner && caughtUp) {
             const pruned = await pruner.step().catch((err: unknown) => {
               logger.warn({ err }, 'outbox prune failed; trying again later');
               return 0;
             });
             if (pruned > 0) {
-              outboxPruned.inc({ database: options.database ?? '0' }, pruned);
+              outboxPruned.inc(labels, pruned);
               logger.debug({ pruned }, 'outbox pruned');
             }
           }
-          if (sent < options.batchSize) await sleep(options.pollIntervalMs, signal);
+          if (caughtUp) await sleep(options.pollIntervalMs, signal);
         } catch (err) {
-          outboxPublishFailures.inc({ database: options.database ?? '0' });
+          outboxPublishFailures.inc(labels);
           logger.warn({ err, backoffMs }, 'relay batch failed; backing off');
           await sleep(backoffMs, signal);
           backoffMs = Math.min(backoffMs * 2, 10_000);
