@@ -82,6 +82,26 @@ describe('pruneOutbox', () => {
     expect(await pruner.step(now + 61_000)).toBe(1); // the next run starts back at it
     expect(await left()).toEqual(['recent']);
   });
+
+  it('while the relay works off a backlog, prunes one window per interval and never stops for good', async () => {
+    await t.pool.query(`DELETE FROM outbox`);
+    const now = Date.now();
+    await insert([
+      ['a', now - 3 * day, now - 3 * day],
+      ['b', now - 3 * day, now - 3 * day],
+      ['c', now - 3 * day, now - 3 * day],
+      ['d', now - 3 * day, now - 3 * day],
+      ['e', now - 3 * day, now - 3 * day],
+    ]);
+    const pruner = new OutboxPruner(database.db, day, 2, 10_000);
+    expect(await pruner.step(now, true)).toBe(2); // busy, but nothing pruned yet: one window
+    expect(await pruner.step(now + 1, true)).toBe(0); // busy: the back-to-back window waits...
+    expect(await pruner.step(now + 9_999, true)).toBe(0);
+    expect(await pruner.step(now + 10_000, true)).toBe(2); // ...an interval
+    expect(await left()).toEqual(['e']);
+    expect(await pruner.step(now + 10_001)).toBe(1); // caught up: back to back again
+    expect(await left()).toEqual([]);
+  });
 });
 
 describe('the relay with a retention', () => {

@@ -125,9 +125,13 @@ export async function pruneOutbox(db: Db, cutoff: Date, from = 0n, window = PRUN
  * again over the index entries of rows it deleted (they stay until a vacuum). The relay
  * publishes in `seq` order, so the rows left are the ones published since the cutoff, and the
  * odd one not yet published when a window saw it.
+ *
+ * While the relay works off a backlog (`busy`), publishing comes first: at most one window per
+ * `busyIntervalMs`, so a relay that never catches up (every batch full) still prunes, slowly.
  */
 export class OutboxPruner {
   private dueAt = 0;
+  private lastStepAt = -Infinity;
   private from = 0n;
   private runKept: bigint | undefined;
 
@@ -135,11 +139,13 @@ export class OutboxPruner {
     private readonly db: Db,
     private readonly retentionMs: number,
     private readonly window = PRUNE_WINDOW,
+    private readonly busyIntervalMs = 10_000,
   ) {}
 
   /** Prunes one window if one is due and returns how many rows it deleted. */
-  async step(now = Date.now()): Promise<number> {
-    if (now < this.dueAt) return 0;
+  async step(now = Date.now(), busy = false): Promise<number> {
+    if (now < this.dueAt || (busy && now - this.lastStepAt < this.busyIntervalMs)) return 0;
+    this.lastStepAt = now;
     this.dueAt = now + Math.min(60_000, this.retentionMs); // also after a failure
     const w = await pruneOutbox(this.db, new Date(now - this.retentionMs), this.from, this.window);
     if (w.kept !== undefined && (this.runKept === undefined || w.kept < this.runKept)) this.runKept = w.kept;
@@ -202,9 +208,8 @@ export async function runRelay(
           outboxPublished.inc(labels, sent);
           backoffMs = 200;
           const caughtUp = sent < options.batchSize;
-          // Publishing first: no pruning while a backlog is being worked off.
-          if (pruner && caughtUp) {
-            const pruned = await pruner.step().catch((err: unknown) => {
+          if (pruner) {
+            const pruned = await pruner.step(Date.now(), !caughtUp).catch((err: unknown) => {
               logger.warn({ err }, 'outbox prune failed; trying again later');
               return 0;
             });
