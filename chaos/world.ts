@@ -173,6 +173,7 @@ export class World {
       KAFKA_TOPIC: 'chaos.events',
       KAFKA_REQUEST_TIMEOUT_MS: '3000',
       CONSUMER_SESSION_TIMEOUT_MS: '6000',
+      CONSUMER_REBALANCE_TIMEOUT_MS: '10000',
       GATEWAY_URL: this.gateway.url,
       BREAKER_RESET_TIMEOUT_MS: '2000',
       // Recovery is fast: stalled jobs are noticed in seconds, lost ones re-enqueued in seconds.

@@ -101,6 +101,12 @@ const schema = z
     CONSUMER_GROUP_PREFIX: z.string().regex(/^[A-Za-z0-9._-]+$/).default('ledgerline'),
     /** A consumer silent this long (crashed) is evicted from its group and its partitions move. */
     CONSUMER_SESSION_TIMEOUT_MS: intFrom(30_000, 1000),
+    /**
+     * How long the group coordinator waits for every member to rejoin in a rebalance. A consumer
+     * restarted after a crash joins the group and waits up to this long for its dead predecessor
+     * before it is given partitions again.
+     */
+    CONSUMER_REBALANCE_TIMEOUT_MS: intFrom(60_000, 1000),
     /** Fraud rules: more than VELOCITY_MAX transfers out of a wallet within the window. */
     FRAUD_VELOCITY_MAX: intFrom(20, 1),
     FRAUD_VELOCITY_WINDOW_SECONDS: intFrom(60, 1),

@@ -35,6 +35,9 @@ beforeAll(async () => {
       // transfers/s): this traffic is ordinary, and an alert would add events no operation made.
       FRAUD_VELOCITY_MAX: '10000',
       CONSUMER_SESSION_TIMEOUT_MS: '6000',
+      // The restarted audit consumer rejoins its group and waits, up to this, for the member it
+      // replaced; at kafkajs's default (60 s, the same as the final poll below) it could miss it.
+      CONSUMER_REBALANCE_TIMEOUT_MS: '10000',
     },
   });
   const logger = createLogger(t.config, 'relay-fault-test');

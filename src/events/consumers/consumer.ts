@@ -111,6 +111,7 @@ export async function startConsumer(
     allowAutoTopicCreation: true,
     sessionTimeout: config.CONSUMER_SESSION_TIMEOUT_MS,
     heartbeatInterval: Math.max(500, Math.floor(config.CONSUMER_SESSION_TIMEOUT_MS / 10)),
+    rebalanceTimeout: config.CONSUMER_REBALANCE_TIMEOUT_MS,
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
   });
   instrumentConsumer(consumer, consumerGroupId(config, spec.name)); // kafka_consumer_lag
