@@ -3,6 +3,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../infra/logger.ts';
 import { consumerOffsetResets, OFFSET_RESET_MESSAGE } from '../infra/metrics.ts';
 import './kafkajs-idle-timer.ts';
+import './kafkajs-pooled-encoder.ts';
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
