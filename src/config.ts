@@ -102,9 +102,10 @@ const schema = z
     /** A consumer silent this long (crashed) is evicted from its group and its partitions move. */
     CONSUMER_SESSION_TIMEOUT_MS: intFrom(30_000, 1000),
     /**
-     * How long the group coordinator waits for every member to rejoin in a rebalance. A consumer
-     * restarted after a crash joins the group and waits up to this long for its dead predecessor
-     * before it is given partitions again.
+     * The longest the group coordinator waits for members to rejoin in a rebalance; a member that
+     * does not rejoin in time (one busy with a message, or one that died mid-rebalance) is dropped
+     * from the group. A consumer restarted after a crash can wait up to this long for the member it
+     * replaces before it is given partitions again.
      */
     CONSUMER_REBALANCE_TIMEOUT_MS: intFrom(60_000, 1000),
     /** Fraud rules: more than VELOCITY_MAX transfers out of a wallet within the window. */
