@@ -24,7 +24,7 @@ import cliProgress from 'cli-progress';
 import pg from 'pg';
 import { createLedgerlineAdminClient, createLedgerlineClient } from '../src/client/ledgerline-client.ts';
 import { transferOnce } from './baselines/ledger-transaction.ts';
-import { cpuSnapshot, cpuSpent } from './cpu.ts';
+import { cpuSnapshot, cpuSpent, watchOutsiders } from './cpu.ts';
 import { anyOpen, BENCH_TOPIC, freshDatabase, pairPicker, seedOpeningBalances, TUNABLES, waitHttp } from './ledger-setup.ts';
 import { openLoop, percentile } from './open-loop.ts';
 import { nodeFlagsFor } from '../src/infra/node-flags.ts';
@@ -278,6 +278,10 @@ async function main(): Promise<void> {
   await seedOpeningBalances(db, seed);
   const pick = picker(wallets);
 
+  // CPU that processes outside the bench take from here to the last baseline, if any, is named
+  // in the report: with it the ratios compare two different machines.
+  const outsiders = watchOutsiders();
+
   // 1. Accept at the maximum rate, workers stopped: the queue fills.
   flushWrites();
   const acceptCpu = cpuSnapshot();
@@ -455,6 +459,7 @@ async function main(): Promise<void> {
   bar.stop();
   await base.end();
   const baseline2 = { transactions: loopCount, perSecond: loopCount / DURATION };
+  const outsideCpuSeconds = outsiders.stop();
 
   const report = {
     at: new Date().toISOString(),
@@ -476,6 +481,8 @@ async function main(): Promise<void> {
       acceptVsSynchronous: accept.rps / baseline1.rps,
       bulkVsPlainPostgres: bulkResult.perSecond / baseline2.perSecond,
     },
+    /** CPU seconds processes outside the bench took during its timed phases (≥ 0.5 s each). */
+    outsideCpuSeconds,
     books: { ok: booksOk, negative: Number(b.negative), mismatched: Number(b.mismatched), total: String(b.total), open: Number(b.open) },
   };
   writeReport(report);
@@ -519,6 +526,12 @@ function targets(r: any): { name: string; measured: string; met: boolean }[] {
 const cpuLine = (spent: { process: string; seconds: number }[] | undefined) =>
   (spent ?? []).map((x) => `${x.process} ${x.seconds.toFixed(1)}`).join(' · ');
 
+/** The report's warning when processes outside the bench took CPU during its timed phases. */
+function disturbed(outside: { process: string; seconds: number }[] | undefined): string {
+  if (!outside?.length) return '';
+  return `\n**Disturbed:** processes outside the bench took CPU during its timed phases (${cpuLine(outside)} CPU seconds): its phases did not share the machine alike, so this run's ratios are not comparable with others. Run it again on a quiet machine.\n`;
+}
+
 function writeReport(r: any): void {
   mkdirSync(new URL('results/', import.meta.url), { recursive: true });
   const stamp = r.at.replace(/[:.]/g, '-');
@@ -552,6 +565,7 @@ Machine: ${r.machine.cores} cores, Node ${r.machine.node}. Options: ${JSON.strin
 ![chart](./${stamp}-${r.options.skew}.svg)
 
 **Headline:** settlement ${f(r.ratios.settlementVsPlainPostgres)}× plain Postgres (pg loop at 8 connections); bulk ${f(r.ratios.bulkVsPlainPostgres)}× it; end to end ${f(r.ratios.endToEndVsSynchronous)}× the synchronous express + pg endpoint; accept ${f(r.ratios.acceptVsSynchronous)}× it.
+${disturbed(r.outsideCpuSeconds)}
 
 | target | measured | met |
 |---|---|---|
