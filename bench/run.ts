@@ -529,7 +529,7 @@ const cpuLine = (spent: { process: string; seconds: number }[] | undefined) =>
 /** The report's warning when processes outside the bench took CPU during its timed phases. */
 function disturbed(outside: { process: string; seconds: number }[] | undefined): string {
   if (!outside?.length) return '';
-  return `\n**Disturbed:** processes outside the bench took CPU during its timed phases (${cpuLine(outside)} CPU seconds): its phases did not share the machine alike, so this run's ratios are not comparable with others. Run it again on a quiet machine.\n`;
+  return `\n\n**Disturbed:** processes outside the bench took CPU during its timed phases (${cpuLine(outside)} CPU seconds): its phases did not share the machine alike, so this run's ratios are not comparable with others. Run it again on a quiet machine.`;
 }
 
 function writeReport(r: any): void {
@@ -564,8 +564,7 @@ Machine: ${r.machine.cores} cores, Node ${r.machine.node}. Options: ${JSON.strin
 
 ![chart](./${stamp}-${r.options.skew}.svg)
 
-**Headline:** settlement ${f(r.ratios.settlementVsPlainPostgres)}× plain Postgres (pg loop at 8 connections); bulk ${f(r.ratios.bulkVsPlainPostgres)}× it; end to end ${f(r.ratios.endToEndVsSynchronous)}× the synchronous express + pg endpoint; accept ${f(r.ratios.acceptVsSynchronous)}× it.
-${disturbed(r.outsideCpuSeconds)}
+**Headline:** settlement ${f(r.ratios.settlementVsPlainPostgres)}× plain Postgres (pg loop at 8 connections); bulk ${f(r.ratios.bulkVsPlainPostgres)}× it; end to end ${f(r.ratios.endToEndVsSynchronous)}× the synchronous express + pg endpoint; accept ${f(r.ratios.acceptVsSynchronous)}× it.${disturbed(r.outsideCpuSeconds)}
 
 | target | measured | met |
 |---|---|---|
